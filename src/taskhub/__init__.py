@@ -1,0 +1,3 @@
+"""Taskhub: a multi-user task-management service (REST API, JWT auth, roles, dashboard)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Administration endpoints over the users and tasks services (role ``admin`` only)."""

@@ -1,0 +1,22 @@
+"""The URL map: every domain router under ``/api/v1``, plus operations and the dashboard."""
+
+from fastapi import APIRouter
+
+from taskhub.admin.router import router as admin_router
+from taskhub.auth.router import router as auth_router
+from taskhub.ops.router import router as ops_router
+from taskhub.tasks.router import router as tasks_router
+from taskhub.users.router import router as users_router
+from taskhub.web.router import router as web_router
+
+API_PREFIX = "/api/v1"
+
+api_router = APIRouter(prefix=API_PREFIX)
+api_router.include_router(auth_router)
+api_router.include_router(users_router)
+api_router.include_router(tasks_router)
+api_router.include_router(admin_router)
+
+root_router = APIRouter()
+root_router.include_router(ops_router)
+root_router.include_router(web_router)

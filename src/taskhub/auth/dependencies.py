@@ -1,0 +1,47 @@
+"""``CurrentUser`` and ``AdminUser``: the authenticated caller, loaded once per request."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from taskhub.auth import service as auth_service
+from taskhub.context import get_context
+from taskhub.core.errors import Forbidden, Unauthorized
+from taskhub.core.security import AccessClaims
+from taskhub.db.session import SessionDep
+from taskhub.users.models import User
+
+bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def current_user(request: Request, session: SessionDep, token: Annotated[str | None, Depends(bearer)]) -> User:
+    """The caller, from the ``Authorization: Bearer`` header (never a query string).
+
+    Raises:
+        Unauthorized: no token, or a token that does not verify.
+    """
+    if not token:
+        raise Unauthorized("Send an access token in the Authorization: Bearer header.")
+    user, claims = await auth_service.authenticate(session, get_context(request).tokens, token)
+    request.state.claims = claims
+    return user
+
+
+async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
+    """The caller, who must have the ``admin`` role. Raises: Forbidden."""
+    if user.role != "admin":
+        raise Forbidden("This endpoint needs the admin role.")
+    return user
+
+
+def current_claims(request: Request) -> AccessClaims:
+    """The verified claims of the current request's access token (after ``current_user`` ran)."""
+    claims: AccessClaims = request.state.claims
+    return claims
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+AdminUser = Annotated[User, Depends(admin_user)]

@@ -1,0 +1,119 @@
+"""``/auth``: register, login (JSON and OAuth2 form), refresh, logout."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import OAuth2PasswordRequestForm
+
+from taskhub.auth import service as auth_service
+from taskhub.auth.dependencies import CurrentUser, current_claims
+from taskhub.auth.errors import InvalidRefreshToken
+from taskhub.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
+from taskhub.context import AppContext, get_context
+from taskhub.core.responses import model_response
+from taskhub.core.security import AccessClaims, hash_token, normalize_email
+from taskhub.db.session import SessionDep
+from taskhub.users import service as user_service
+from taskhub.users.schemas import UserRead
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+REFRESH_COOKIE = "taskhub_refresh"
+COOKIE_PATH = "/api/v1/auth"
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+def _token_response(ctx: AppContext, issued: auth_service.IssuedTokens) -> Response:
+    response = model_response(
+        TokenPair(
+            access_token=issued.access_token, refresh_token=issued.refresh_token, expires_in=issued.expires_in
+        )
+    )
+    response.set_cookie(
+        REFRESH_COOKIE,
+        issued.refresh_token,
+        max_age=ctx.settings.refresh_token_ttl,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=ctx.settings.cookie_secure,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/register", status_code=201, response_model=UserRead)
+async def register(body: RegisterRequest, session: SessionDep, ctx: Ctx) -> Response:
+    """Create an account (no token: log in next)."""
+    await ctx.limiter.enforce("auth", "acct:" + normalize_email(body.email))
+    user = await user_service.create_user(
+        session, ctx.hasher, email=body.email, password=body.password, name=body.name
+    )
+    return model_response(
+        UserRead.model_validate(user), status_code=201, headers={"Location": "/api/v1/users/me"}
+    )
+
+
+@router.post("/login", response_model=TokenPair)
+async def login(body: LoginRequest, session: SessionDep, ctx: Ctx) -> Response:
+    """Exchange email and password for an access token and a refresh token."""
+    await ctx.limiter.enforce("auth", "acct:" + normalize_email(body.email))
+    issued = await auth_service.login(
+        session,
+        ctx.hasher,
+        ctx.tokens,
+        email=body.email,
+        password=body.password,
+        refresh_ttl=ctx.settings.refresh_token_ttl,
+    )
+    return _token_response(ctx, issued)
+
+
+@router.post("/token", response_model=TokenPair)
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ctx: Ctx
+) -> Response:
+    """The same login as an OAuth2 password form (``username`` = email), for the docs' Authorize button."""
+    await ctx.limiter.enforce("auth", "acct:" + normalize_email(form.username))
+    issued = await auth_service.login(
+        session,
+        ctx.hasher,
+        ctx.tokens,
+        email=form.username,
+        password=form.password,
+        refresh_ttl=ctx.settings.refresh_token_ttl,
+    )
+    return _token_response(ctx, issued)
+
+
+@router.post("/refresh", response_model=TokenPair)
+async def refresh(
+    request: Request, session: SessionDep, ctx: Ctx, body: RefreshRequest | None = None
+) -> Response:
+    """Rotate a refresh token (from the body, else the HttpOnly cookie) into a new pair."""
+    presented = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
+    if not presented:
+        raise InvalidRefreshToken("Send the refresh token in the body or the refresh cookie.")
+    await ctx.limiter.enforce("auth", "refresh:" + hash_token(presented)[:32])
+    issued = await auth_service.refresh(
+        session, ctx.tokens, refresh_token=presented, refresh_ttl=ctx.settings.refresh_token_ttl
+    )
+    return _token_response(ctx, issued)
+
+
+@router.post("/logout", status_code=204)
+async def logout(
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    claims: Annotated[AccessClaims, Depends(current_claims)],
+    body: LogoutRequest | None = None,
+) -> Response:
+    """Revoke this access token (until it expires) and the refresh token's family."""
+    presented = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
+    await auth_service.logout(session, user, claims, refresh_token=presented)
+    response = Response(status_code=204)
+    response.delete_cookie(REFRESH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    return response

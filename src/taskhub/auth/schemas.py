@@ -1,0 +1,45 @@
+"""Bodies of the authentication endpoints."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from taskhub.users.schemas import Email, Name, Password, StrictModel
+
+
+class RegisterRequest(StrictModel):
+    """``POST /auth/register``."""
+
+    email: Email
+    password: Password
+    name: Name
+
+
+class LoginRequest(StrictModel):
+    """``POST /auth/login``: credentials are checked as a whole (same 401 for either mistake)."""
+
+    email: str = Field(max_length=400)
+    password: Password
+
+
+class RefreshRequest(StrictModel):
+    """``POST /auth/refresh``; the body may be empty when the refresh cookie is sent."""
+
+    refresh_token: str | None = Field(default=None, max_length=200)
+
+
+class LogoutRequest(StrictModel):
+    """``POST /auth/logout``: optionally the refresh token whose family should be revoked."""
+
+    refresh_token: str | None = Field(default=None, max_length=200)
+
+
+class TokenPair(BaseModel):
+    """A new access token (JWT) and refresh token (opaque); ``expires_in`` in seconds."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int

@@ -1,0 +1,146 @@
+"""Login, refresh-token rotation with reuse detection, logout, and access-token verification.
+
+Rules: refresh tokens are opaque, single use, rotated on every refresh and stored as SHA-256
+hashes; reuse revokes the whole family (RFC 9700 section 4.14.2). Logout denies the access token's
+``jti`` until it expires and revokes the refresh family. ``tokens_valid_after`` cuts off every
+token issued before a password change or deactivation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.auth import repository as auth_repo
+from taskhub.auth.errors import AccountDisabled, InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
+from taskhub.auth.models import RefreshToken
+from taskhub.core.errors import Unauthorized
+from taskhub.core.security import AccessClaims, PasswordHasher, TokenCodec, hash_token, new_refresh_token
+from taskhub.core.security import normalize_email as _normalize_email
+from taskhub.core.timeutil import new_id, to_utc, utcnow
+from taskhub.users import repository as user_repo
+from taskhub.users.models import User
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    """A new token pair; ``expires_in`` (s) is the access token's lifetime."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_at: datetime
+
+
+async def issue_tokens(
+    session: AsyncSession,
+    tokens: TokenCodec,
+    user: User,
+    *,
+    refresh_ttl: int,
+    family_id: object | None = None,
+) -> IssuedTokens:
+    """Issue an access token and a refresh token (a new family unless ``family_id`` is given)."""
+    now = utcnow()
+    access, _ = tokens.encode(user_id=user.id, role=user.role)
+    refresh = new_refresh_token()
+    expires_at = now + timedelta(seconds=refresh_ttl)
+    auth_repo.add_refresh_token(
+        session,
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id or new_id(),
+            token_hash=hash_token(refresh),
+            created_at=now,
+            expires_at=expires_at,
+        ),
+    )
+    await session.flush()
+    return IssuedTokens(access, refresh, tokens.ttl, expires_at)
+
+
+async def login(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    tokens: TokenCodec,
+    *,
+    email: str,
+    password: str,
+    refresh_ttl: int,
+) -> IssuedTokens:
+    """Check credentials and issue a token pair.
+
+    Raises:
+        InvalidCredentials: unknown email or wrong password (same body, similar time: a dummy hash
+            is verified for unknown emails). AccountDisabled: right password, deactivated account.
+    """
+    user = await user_repo.get_by_email(session, _normalize_email(email))
+    ok = await hasher.verify(password, user.password_hash if user else None)
+    if user is None or not ok:
+        raise InvalidCredentials("The email or password is incorrect.")
+    if not user.is_active:
+        raise AccountDisabled("This account has been deactivated.")
+    return await issue_tokens(session, tokens, user, refresh_ttl=refresh_ttl)
+
+
+async def refresh(
+    session: AsyncSession, tokens: TokenCodec, *, refresh_token: str, refresh_ttl: int
+) -> IssuedTokens:
+    """Rotate a refresh token: mark it used, issue a new pair in the same family.
+
+    Raises:
+        InvalidRefreshToken: unknown, expired or revoked token, or the user can no longer log in.
+        RefreshTokenReused: the token was already used; the family is revoked (and committed).
+    """
+    now = utcnow()
+    stored = await auth_repo.get_refresh_token_for_update(session, hash_token(refresh_token))
+    if stored is None:
+        raise InvalidRefreshToken("The refresh token is not valid.")
+    if stored.used_at is not None:
+        await auth_repo.revoke_family(session, stored.family_id, now)
+        raise RefreshTokenReused(
+            "This refresh token was already used; every session of this login was revoked. Sign in again."
+        )
+    if stored.revoked_at is not None or to_utc(stored.expires_at) <= now:
+        raise InvalidRefreshToken("The refresh token has expired or was revoked.")
+    user = await user_repo.get(session, stored.user_id)
+    if user is None or not user.is_active or to_utc(stored.created_at) < to_utc(user.tokens_valid_after):
+        raise InvalidRefreshToken("The refresh token is no longer valid.")
+    stored.used_at = now
+    return await issue_tokens(session, tokens, user, refresh_ttl=refresh_ttl, family_id=stored.family_id)
+
+
+async def logout(
+    session: AsyncSession, user: User, claims: AccessClaims, *, refresh_token: str | None
+) -> None:
+    """Deny the access token's ``jti`` until it expires and revoke the given refresh token's family.
+
+    A refresh token that is unknown or belongs to someone else is ignored (logout still succeeds).
+    """
+    now = utcnow()
+    await auth_repo.deny_access_token(session, claims.jti, datetime.fromtimestamp(claims.exp, UTC))
+    if refresh_token:
+        stored = await auth_repo.get_refresh_token_for_update(session, hash_token(refresh_token))
+        if stored is not None and stored.user_id == user.id:
+            await auth_repo.revoke_family(session, stored.family_id, now)
+
+
+async def authenticate(session: AsyncSession, tokens: TokenCodec, token: str) -> tuple[User, AccessClaims]:
+    """Verify an access token and load its user.
+
+    Raises:
+        Unauthorized: bad signature/claims, expired, denied ``jti``, unknown or inactive user, or
+            issued before the user's ``tokens_valid_after``.
+    """
+    claims = tokens.decode(token)
+    found = await user_repo.get_for_auth(session, claims.sub, claims.jti)
+    if found is None:
+        raise Unauthorized("The access token is no longer valid.")
+    user, revoked = found
+    if revoked:
+        raise Unauthorized("The access token has been revoked.")
+    if not user.is_active or claims.iat < to_utc(user.tokens_valid_after).timestamp():
+        raise Unauthorized("The access token is no longer valid.")
+    return user, claims

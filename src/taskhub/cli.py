@@ -1,0 +1,204 @@
+"""The ``taskhub`` command line (typer): serve, migrate, create-admin, seed-demo, openapi."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from taskhub.config import ConfigurationError, Settings
+
+app = typer.Typer(help="Taskhub: a multi-user task-management service.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+) -> None:
+    """Run the HTTP server (embedded mode migrates its SQLite database first)."""
+    import uvicorn
+
+    settings = _settings()
+    try:
+        settings.resolve_jwt_secret()
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if settings.is_sqlite and settings.auto_migrate is not False:
+        asyncio.run(_migrate(settings))
+    os.environ["TASKHUB_WORKERS"] = str(workers)
+    os.environ["TASKHUB_AUTO_MIGRATE"] = "false"
+    typer.echo(f"Taskhub on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "taskhub.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        proxy_headers=False,
+        server_header=False,
+        log_level=settings.log_level.lower(),
+    )
+
+
+async def _migrate(settings: Settings) -> None:
+    from taskhub.db import migrate
+    from taskhub.db.session import Database
+
+    db = Database(settings)
+    try:
+        await migrate.upgrade(db.primary)
+    finally:
+        await db.dispose()
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Upgrade the database to the latest schema (Alembic ``upgrade head``)."""
+    settings = _settings()
+    asyncio.run(_migrate(settings))
+    typer.echo("database is at the latest revision")
+
+
+async def _create_admin(settings: Settings, email: str, name: str, password: str) -> str:
+    from taskhub.core.security import PasswordHasher, normalize_email
+    from taskhub.db.session import Database
+    from taskhub.users import repository as user_repo
+    from taskhub.users import service as user_service
+
+    db = Database(settings)
+    hasher = PasswordHasher(
+        memory_cost=settings.argon2_memory_cost,
+        time_cost=settings.argon2_time_cost,
+        parallelism=settings.argon2_parallelism,
+    )
+    try:
+        async with db.unit_of_work() as session:
+            existing = await user_repo.get_by_email(session, normalize_email(email))
+            if existing is not None:
+                existing.role = "admin"
+                existing.is_active = True
+                return f"promoted existing user {existing.email} to admin"
+            user = await user_service.create_user(
+                session, hasher, email=email, password=password, name=name, role="admin"
+            )
+            return f"created admin {user.email} ({user.id})"
+    finally:
+        await db.dispose()
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Admin email")],
+    name: Annotated[str, typer.Option(help="Display name")] = "Administrator",
+) -> None:
+    """Create the first admin (or promote an existing account). Password: TASKHUB_ADMIN_PASSWORD or a prompt."""
+    from taskhub.core.errors import DomainError
+
+    settings = _settings()
+    password = settings.admin_password or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if settings.is_sqlite:
+        asyncio.run(_migrate(settings))
+    try:
+        typer.echo(asyncio.run(_create_admin(settings, email, name, password)))
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+
+
+async def _seed(settings: Settings, users: int, tasks: int, password: str) -> list[str]:
+    from taskhub.core.cache import NullCache
+    from taskhub.core.security import PasswordHasher, normalize_email
+    from taskhub.core.timeutil import utcnow
+    from taskhub.db.session import Database
+    from taskhub.tasks import service as task_service
+    from taskhub.tasks.schemas import TaskCreate
+    from taskhub.users import repository as user_repo
+    from taskhub.users import service as user_service
+
+    db = Database(settings)
+    hasher = PasswordHasher(
+        memory_cost=settings.argon2_memory_cost,
+        time_cost=settings.argon2_time_cost,
+        parallelism=settings.argon2_parallelism,
+    )
+    rng = random.Random(42)  # noqa: S311 - demo data, not security
+    words = ["report", "invoice", "deploy", "review", "meeting", "budget", "design", "backup", "release",
+             "email", "call", "plan", "write", "test", "fix", "update", "clean", "book", "order", "read"]
+    tags = ["work", "home", "urgent", "later", "finance", "ops", "personal", "team"]
+    emails: list[str] = []
+    cache = NullCache()
+    try:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        ) as progress:
+            bar = progress.add_task("seeding", total=users * (tasks + 1))
+            for u in range(1, users + 1):
+                email = f"demo{u}@example.com"
+                emails.append(email)
+                async with db.unit_of_work() as session:
+                    user = await user_repo.get_by_email(session, normalize_email(email))
+                    if user is None:
+                        user = await user_service.create_user(
+                            session, hasher, email=email, password=password, name=f"Demo User {u}"
+                        )
+                progress.advance(bar)
+                now = utcnow()
+                for start in range(0, tasks, 100):
+                    async with db.unit_of_work() as session:
+                        for _ in range(start, min(start + 100, tasks)):
+                            title = " ".join(rng.sample(words, 3)).capitalize()
+                            due = now + timedelta(days=rng.randint(-20, 40)) if rng.random() < 0.7 else None
+                            data = TaskCreate(
+                                title=title,
+                                description=f"Demo task about {title.lower()}.",
+                                status=rng.choice(["todo", "todo", "in_progress", "done"]),
+                                priority=rng.choice(["low", "medium", "medium", "high"]),
+                                due_date=due,
+                                tags=rng.sample(tags, rng.randint(0, 3)),
+                            )
+                            await task_service.create(session, user, data, cache=cache)
+                            progress.advance(bar)
+    finally:
+        await db.dispose()
+    return emails
+
+
+@app.command("seed-demo")
+def seed_demo(
+    users: Annotated[int, typer.Option(min=1, help="Number of demo users")] = 5,
+    tasks: Annotated[int, typer.Option(min=0, help="Tasks per user")] = 50,
+    password: Annotated[str, typer.Option(help="Password of every demo user")] = "demo-password-2026",
+) -> None:
+    """Fill the database with demo users (demo1@example.com, ...) and their tasks."""
+    settings = _settings()
+    if settings.is_sqlite:
+        asyncio.run(_migrate(settings))
+    emails = asyncio.run(_seed(settings, users, tasks, password))
+    typer.echo(f"seeded {len(emails)} users x {tasks} tasks; sign in as {emails[0]} / {password}")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI schema (JSON) to stdout."""
+    from taskhub.app import create_app
+
+    typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

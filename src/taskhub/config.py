@@ -1,0 +1,120 @@
+"""Settings, read from ``TASKHUB_*`` environment variables and an optional ``.env`` file.
+
+The names are part of the contract (see ``ARCHITECTURE.md``, "Configuration").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ConfigurationError(RuntimeError):
+    """Raised when the settings cannot run the service (e.g. production without a JWT secret)."""
+
+
+class Settings(BaseSettings):
+    """Every setting of Taskhub; durations in seconds, sizes in bytes.
+
+    Raises:
+        ConfigurationError: from :meth:`resolve_jwt_secret` when ``env`` is ``production`` and
+            ``jwt_secret`` is unset (refusing default secrets outside development, OWASP ASVS 2.10).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TASKHUB_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    database_pool_size: int = Field(default=20, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    redis_url: str | None = None
+    broker_url: str | None = None
+    jwt_secret: str | None = None
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_issuer: str = "taskhub"
+    jwt_audience: str = "taskhub-api"
+    access_token_ttl: int = Field(default=900, ge=1)
+    refresh_token_ttl: int = Field(default=604800, ge=1)
+    rate_limit_anon: str = "100 per 15 minutes"
+    rate_limit_auth: str = "10 per minute"
+    rate_limit_user: str = "1000 per minute"
+    rate_limit_enabled: bool = True
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cache_ttl: int = Field(default=300, ge=0)
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    idempotency_ttl: int = Field(default=86_400, ge=1)
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    admin_password: str | None = None
+    # Argon2id cost, OWASP Password Storage Cheat Sheet minimum: m=19 MiB, t=2, p=1.
+    argon2_memory_cost: int = Field(default=19_456, ge=8)  # KiB
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    cookie_secure: bool = False
+    workers: int = Field(default=1, ge=1)
+    auto_migrate: bool | None = None
+
+    @field_validator("database_replica_urls", "trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @cached_property
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """``trusted_proxies`` parsed into networks."""
+        return [ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies]
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The primary database URL; SQLite file ``taskhub.db`` in the data dir when unset."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'taskhub.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the primary database is SQLite (embedded mode)."""
+        return self.resolved_database_url.startswith("sqlite")
+
+    def resolve_jwt_secret(self) -> str:
+        """Return the JWT signing secret.
+
+        In development, a random 64-byte secret is generated once into ``<data_dir>/jwt_secret``
+        (mode 0600) and reused after restarts, so tokens survive a restart.
+
+        Raises:
+            ConfigurationError: production mode without ``TASKHUB_JWT_SECRET``, or a secret
+                shorter than 32 bytes (RFC 7518 section 3.2 wants a key at least as long as the hash).
+        """
+        if self.jwt_secret:
+            if len(self.jwt_secret.encode()) < 32:
+                raise ConfigurationError("TASKHUB_JWT_SECRET must be at least 32 bytes (RFC 7518 3.2)")
+            return self.jwt_secret
+        if self.env == "production":
+            raise ConfigurationError("TASKHUB_ENV=production requires TASKHUB_JWT_SECRET to be set")
+        path = self.data_dir / "jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(64)
+        path.write_text(secret)
+        path.chmod(0o600)
+        return secret

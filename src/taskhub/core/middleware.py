@@ -1,0 +1,98 @@
+"""ASGI middleware for the request body: size limit (413) and JSON content type (415).
+
+Pure ASGI (no ``BaseHTTPMiddleware``) so streaming and cost stay low.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskhub.core.errors import problem_response
+
+_FORM_PATHS = frozenset({"/api/v1/auth/token"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a streamed body passes the limit; rendered as 413."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+class BodyGuardMiddleware:
+    """Reject bodies over ``max_body_bytes`` (413) and non-JSON bodies on JSON endpoints (415).
+
+    ``Content-Length`` is checked up front; chunked bodies are counted while read.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_prefix: str = "/api/") -> None:
+        self.app = app
+        self.max = max_body_bytes
+        self.api_prefix = api_prefix
+
+    async def _reject(self, scope: Scope, send: Send, status: int, detail: str) -> None:
+        request_id = scope.get("state", {}).get("request_id")
+        response = problem_response(scope["path"], request_id, status=status, detail=detail)
+        await response(scope, _empty_receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        length_header = _header(scope, b"content-length")
+        if length_header is not None:
+            try:
+                length = int(length_header)
+            except ValueError:
+                await self._reject(scope, send, 400, "Invalid Content-Length header.")
+                return
+            if length > self.max:
+                await self._reject(
+                    scope, send, 413, f"The request body is larger than {self.max} bytes."
+                )
+                return
+        else:
+            length = -1  # chunked or absent
+        path: str = scope["path"]
+        if path.startswith(self.api_prefix) and length != 0 and path not in _FORM_PATHS:
+            content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            has_body = length > 0 or _header(scope, b"transfer-encoding") is not None
+            if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
+                await self._reject(
+                    scope, send, 415, "Send the body as JSON with Content-Type: application/json."
+                )
+                return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max:
+                    raise _BodyTooLarge(413, f"The request body is larger than {self.max} bytes.")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._reject(scope, send, 413, f"The request body is larger than {self.max} bytes.")
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}

@@ -1,0 +1,170 @@
+"""Password hashing (argon2id via pwdlib) and JWT access tokens (PyJWT).
+
+Rules and their sources:
+- argon2id with OWASP's minimum cost (Password Storage Cheat Sheet) unless configured higher;
+- passwords of 8..128 characters, no composition rules, rejected when common
+  (NIST SP 800-63B section 5.1.1.2);
+- only the configured HMAC algorithm is accepted when decoding (RFC 8725 section 3.1: no ``none``,
+  no algorithm switching); ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` and ``jti`` are required.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jwt
+from anyio import to_thread
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from taskhub.core.errors import Unauthorized
+
+
+class PasswordHasher:
+    """argon2id hashing run in a worker thread, so the event loop keeps serving.
+
+    Args:
+        memory_cost: KiB of memory per hash. time_cost: passes. parallelism: lanes.
+    """
+
+    def __init__(self, *, memory_cost: int, time_cost: int, parallelism: int) -> None:
+        self._hash = PasswordHash(
+            (Argon2Hasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism),)
+        )
+        # A real hash to verify against when the account does not exist, so that a wrong email
+        # costs the same time as a wrong password (OWASP Authentication Cheat Sheet).
+        self._dummy = self._hash.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        """Return the PHC-format argon2id hash of ``password``."""
+        return await to_thread.run_sync(self._hash.hash, password)
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        """True when ``password`` matches ``hashed``; with ``hashed=None`` burns the same time, False."""
+        if hashed is None:
+            await to_thread.run_sync(self._hash.verify, password, self._dummy)
+            return False
+        try:
+            return await to_thread.run_sync(self._hash.verify, password, hashed)
+        except Exception:  # malformed stored hash: treat as a mismatch, never a 500
+            return False
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The shipped list of 10,000 common passwords of 8+ characters (from zxcvbn's frequency lists)."""
+    text = resources.files("taskhub.core").joinpath("common_passwords.txt").read_text("utf-8")
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip())
+
+
+def normalize_email(email: str) -> str:
+    """Comparison form of an email: trimmed, Unicode NFKC-normalized, case-folded."""
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
+
+
+def password_problem(password: str, email: str | None = None) -> str | None:
+    """Why ``password`` is not acceptable (NIST SP 800-63B 5.1.1.2), or None when it is."""
+    if len(password) < 8:
+        return "must be at least 8 characters"
+    if len(password) > 128:
+        return "must be at most 128 characters"
+    if email is not None and normalize_email(password) == normalize_email(email):
+        return "must not be the same as the email"
+    if password.strip().lower() in common_passwords():
+        return "is too common; choose a less guessable password"
+    return None
+
+
+def new_refresh_token() -> str:
+    """An opaque refresh token: 256 random bits, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex digest of an opaque token; only this is stored (tokens are high-entropy)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """Verified claims of an access token. ``iat``/``exp`` are Unix seconds (``iat`` fractional)."""
+
+    sub: uuid.UUID
+    role: str
+    jti: str
+    iat: float
+    exp: int
+
+
+class TokenCodec:
+    """Issues and verifies JWT access tokens with one configured HMAC algorithm.
+
+    Raises:
+        Unauthorized: from :meth:`decode` for any invalid, expired or malformed token.
+    """
+
+    def __init__(self, *, secret: str, algorithm: str, issuer: str, audience: str, ttl: int) -> None:
+        self._secret = secret
+        self._algorithm = algorithm
+        self._issuer = issuer
+        self._audience = audience
+        self.ttl = ttl
+
+    def encode(self, *, user_id: uuid.UUID, role: str, now: float | None = None) -> tuple[str, AccessClaims]:
+        """Return ``(token, claims)`` for a new access token valid ``ttl`` seconds.
+
+        ``iat`` carries milliseconds (RFC 7519 NumericDate may be non-integer), so a token issued
+        right after a password change is not mistaken for one issued before it.
+        """
+        issued = round(now if now is not None else time.time(), 3)
+        claims = AccessClaims(
+            sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=int(issued) + self.ttl
+        )
+        payload: dict[str, Any] = {
+            "sub": str(user_id),
+            "role": role,
+            "jti": claims.jti,
+            "iat": claims.iat,
+            "exp": claims.exp,
+            "iss": self._issuer,
+            "aud": self._audience,
+        }
+        return jwt.encode(payload, self._secret, algorithm=self._algorithm), claims
+
+    def decode(self, token: str) -> AccessClaims:
+        """Verify signature, algorithm, ``iss``, ``aud`` and ``exp``; return the claims."""
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self._algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["sub", "role", "jti", "iat", "exp", "iss", "aud"]},
+            )
+            return AccessClaims(
+                sub=uuid.UUID(str(payload["sub"])),
+                role=str(payload["role"]),
+                jti=str(payload["jti"]),
+                iat=float(payload["iat"]),
+                exp=int(payload["exp"]),
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("The access token has expired.") from exc
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise Unauthorized("The access token is invalid.") from exc
+
+    def peek_subject(self, token: str) -> str | None:
+        """The verified ``sub`` of a valid token, or None; used by the rate limiter to key requests."""
+        try:
+            return self.decode(token).sub.hex
+        except Unauthorized:
+            return None

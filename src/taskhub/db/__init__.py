@@ -1,0 +1,1 @@
+"""Database plumbing: declarative base, engines, the unit of work."""

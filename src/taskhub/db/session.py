@@ -1,0 +1,168 @@
+"""Engines and the unit of work.
+
+One :class:`Database` per process, built in the app's lifespan (no I/O at import). Requests that
+only read (GET/HEAD) use the read engine (a replica when configured); all others use the primary.
+On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the
+busy timeout instead of failing with "database is locked" on lock upgrade.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from taskhub.config import Settings
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: str, settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=10,
+        pool_pre_ping=False,
+        connect_args={"server_settings": {"application_name": "taskhub"}, "command_timeout": 30},
+    )
+
+
+def make_engine(url: str, settings: Settings, *, immediate: bool = True) -> AsyncEngine:
+    """An async engine for ``url``; SQLite gets WAL, foreign keys and a 30 s busy timeout."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url, immediate=immediate)
+    return _postgres_engine(url, settings)
+
+
+class Database:
+    """The primary engine, optional read engines, and session factories.
+
+    Attributes:
+        primary: engine for writes. readers: engines for reads (the primary when none configured).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        url = settings.resolved_database_url
+        if settings.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        self.primary = make_engine(url, settings, immediate=True)
+        if settings.database_replica_urls:
+            self.readers = [make_engine(u, settings) for u in settings.database_replica_urls]
+        elif self.dialect == "sqlite":
+            self.readers = [make_engine(url, settings, immediate=False)]
+        else:
+            self.readers = [self.primary]
+        self._write_sessions = async_sessionmaker(self.primary, expire_on_commit=False, autoflush=False)
+        self._read_sessions = [
+            async_sessionmaker(e, expire_on_commit=False, autoflush=False) for e in self.readers
+        ]
+
+    def session(self, *, readonly: bool = False) -> AsyncSession:
+        """A new session on the primary, or on a read engine when ``readonly``."""
+        if readonly:
+            return random.choice(self._read_sessions)()  # noqa: S311 - load spreading, not security
+        return self._write_sessions()
+
+    @asynccontextmanager
+    async def unit_of_work(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
+        """Yield a session; commit once on success, roll back on any exception."""
+        session = self.session(readonly=readonly)
+        try:
+            yield session
+            await session.commit()
+            await run_after_commit(session)
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        engines = {id(e): e for e in [self.primary, *self.readers]}
+        for engine in engines.values():
+            await engine.dispose()
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def on_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` after the unit of work commits (never if it rolls back).
+
+    Used for side effects that must not see uncommitted data, such as cache invalidation.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """Run and clear the callbacks registered with :func:`on_commit`; failures are logged, not raised."""
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:  # a cache outage must not turn a committed write into an error
+            structlog.get_logger("taskhub.db").warning("after_commit_failed", exc_info=True)
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """FastAPI dependency: the request's unit of work.
+
+    GET and HEAD read from a read engine; other methods write to the primary. The commit happens
+    when the endpoint returns and *before* the response is sent (``scope="function"`` in
+    :data:`SessionDep`), so a client never gets a 2xx for a write that did not commit. A
+    :class:`~taskhub.core.errors.DomainError` with ``persist=True`` commits before propagating.
+    """
+    from taskhub.context import get_context
+    from taskhub.core.errors import DomainError
+
+    db = get_context(request).db
+    session = db.session(readonly=request.method in ("GET", "HEAD"))
+    try:
+        yield session
+    except DomainError as exc:
+        if exc.persist:
+            await session.commit()
+        else:
+            await session.rollback()
+        raise
+    except BaseException:
+        await session.rollback()
+        raise
+    else:
+        await session.commit()
+        await run_after_commit(session)
+    finally:
+        await session.close()
+
+
+SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]

@@ -1,0 +1,44 @@
+"""Writing events to the outbox inside the caller's unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.core.timeutil import new_id
+from taskhub.events.models import OutboxEvent
+
+
+def record(
+    session: AsyncSession,
+    *,
+    type: str,
+    aggregate_id: uuid.UUID,
+    owner_id: uuid.UUID,
+    version: int,
+    changes: dict[str, Any],
+    occurred_at: datetime,
+) -> OutboxEvent:
+    """Add one event to the session (committed with the change, or not at all).
+
+    The payload is ``{event_id, type, occurred_at, task_id, owner_id, version, changes}``
+    (SPEC "Events"); ``changes`` maps field name to ``[old, new]`` (JSON values).
+    """
+    event_id = new_id()
+    payload = {
+        "event_id": str(event_id),
+        "type": type,
+        "occurred_at": occurred_at.isoformat().replace("+00:00", "Z"),
+        "task_id": str(aggregate_id),
+        "owner_id": str(owner_id),
+        "version": version,
+        "changes": changes,
+    }
+    event = OutboxEvent(
+        event_id=event_id, type=type, aggregate_id=aggregate_id, owner_id=owner_id, payload=payload
+    )
+    session.add(event)
+    return event

@@ -1,0 +1,1 @@
+"""Tasks: CRUD, filters, search, paging, stats, ETags and idempotent creation."""

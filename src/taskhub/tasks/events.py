@@ -1,0 +1,47 @@
+"""Events the tasks domain declares (past-tense facts), written to the outbox with each change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.events import outbox
+from taskhub.tasks.models import Task
+
+TASK_CREATED = "task.created"
+TASK_UPDATED = "task.updated"
+TASK_COMPLETED = "task.completed"
+TASK_DELETED = "task.deleted"
+
+FIELDS = ("title", "description", "status", "priority", "due_date", "tags")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def snapshot(task: Task) -> dict[str, Any]:
+    """The user-editable fields of ``task`` as JSON values."""
+    return {name: _json(getattr(task, name)) for name in FIELDS}
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{field: [old, new]}`` for the fields that changed."""
+    return {k: [before[k], after[k]] for k in FIELDS if before[k] != after[k]}
+
+
+def record(session: AsyncSession, type_: str, task: Task, changes: dict[str, Any], at: datetime) -> None:
+    """Write one task event to the outbox in the caller's unit of work."""
+    outbox.record(
+        session,
+        type=type_,
+        aggregate_id=task.id,
+        owner_id=task.owner_id,
+        version=task.version,
+        changes=changes,
+        occurred_at=at,
+    )

@@ -1,0 +1,182 @@
+"""SQL for tasks and idempotency keys. Every user query filters by ``owner_id`` first."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.tasks.models import IdempotencyKey, Task
+from taskhub.tasks.schemas import TaskQuery
+
+_SORT_COLUMNS: dict[str, Any] = {
+    "created_at": Task.created_at,
+    "updated_at": Task.updated_at,
+    "priority": Task.priority_rank,
+    "due_date": Task.due_date,
+}
+
+
+def add(session: AsyncSession, task: Task) -> None:
+    """Stage a new task."""
+    session.add(task)
+
+
+async def get_owned(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
+    """The task ``task_id`` if ``owner_id`` owns it, else None."""
+    stmt = select(Task).where(Task.owner_id == owner_id, Task.id == task_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_any(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
+    """The task ``task_id`` whoever owns it (admin use)."""
+    return await session.get(Task, task_id)
+
+
+async def delete_task(session: AsyncSession, task: Task) -> None:
+    """Delete one task."""
+    await session.execute(delete(Task).where(Task.owner_id == task.owner_id, Task.id == task.id))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filters(session: AsyncSession, query: TaskQuery, owner_id: uuid.UUID | None, now: datetime) -> list[Any]:
+    conds: list[Any] = []
+    if owner_id is not None:
+        conds.append(Task.owner_id == owner_id)
+    elif query.owner_id is not None:
+        conds.append(Task.owner_id == query.owner_id)
+    if query.status:
+        conds.append(Task.status.in_(query.status))
+    if query.priority:
+        conds.append(Task.priority.in_(query.priority))
+    if query.tag:
+        tag = query.tag.strip().lower()
+        if session.get_bind().dialect.name == "postgresql":
+            conds.append(Task.tags.contains([tag]))
+        else:
+            each = func.json_each(Task.tags).table_valued("value")
+            conds.append(exists().select_from(each).where(each.c.value == tag))
+    if query.q:
+        pattern = f"%{_escape_like(query.q)}%"
+        conds.append(or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")))
+    if query.due_before is not None:
+        conds.append(Task.due_date < query.due_before)
+    if query.due_after is not None:
+        conds.append(Task.due_date > query.due_after)
+    if query.overdue is True:
+        conds.append(and_(Task.due_date < now, Task.status != "done"))
+    elif query.overdue is False:
+        conds.append(or_(Task.due_date.is_(None), Task.due_date >= now, Task.status == "done"))
+    return conds
+
+
+def _order(sort: str) -> list[Any]:
+    desc = sort.startswith("-")
+    col = _SORT_COLUMNS[sort.lstrip("-")]
+    if sort.lstrip("-") == "due_date":
+        primary = (col.desc() if desc else col.asc()).nulls_last()
+    else:
+        primary = col.desc() if desc else col.asc()
+    return [primary, Task.id.desc() if desc else Task.id.asc()]
+
+
+def _after(sort: str, value: Any, last_id: uuid.UUID) -> ColumnElement[bool]:
+    """Rows strictly after ``(value, last_id)`` in the order of ``sort`` (keyset pagination)."""
+    desc = sort.startswith("-")
+    name = sort.lstrip("-")
+    col = _SORT_COLUMNS[name]
+    beyond_id = Task.id < last_id if desc else Task.id > last_id
+    if name == "due_date":
+        if value is None:
+            return and_(col.is_(None), beyond_id)
+        beyond = col < value if desc else col > value
+        return or_(beyond, and_(col == value, beyond_id), col.is_(None))
+    beyond = col < value if desc else col > value
+    return or_(beyond, and_(col == value, beyond_id))
+
+
+def sort_value(task: Task, sort: str) -> Any:
+    """The value of ``task`` for the column ``sort`` orders by (for the next cursor)."""
+    name = sort.lstrip("-")
+    return task.priority_rank if name == "priority" else getattr(task, name)
+
+
+async def list_tasks(
+    session: AsyncSession,
+    query: TaskQuery,
+    *,
+    owner_id: uuid.UUID | None,
+    now: datetime,
+    offset: int | None,
+    after: tuple[Any, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Task]:
+    """Tasks matching ``query`` in its sort order: ``limit`` rows from ``offset`` or after a keyset position.
+
+    ``owner_id`` None lists every user's tasks (admin).
+    """
+    stmt = select(Task).where(*_filters(session, query, owner_id, now))
+    if after is not None:
+        stmt = stmt.where(_after(query.sort, after[0], after[1]))
+    stmt = stmt.order_by(*_order(query.sort)).limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_tasks(
+    session: AsyncSession, query: TaskQuery, *, owner_id: uuid.UUID | None, now: datetime
+) -> int:
+    """How many tasks match ``query``."""
+    stmt = select(func.count()).select_from(Task).where(*_filters(session, query, owner_id, now))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def stats(session: AsyncSession, owner_id: uuid.UUID, now: datetime) -> dict[str, int]:
+    """Counts for ``/tasks/stats`` in one query: total, per status, per priority, overdue, done in 7 days."""
+
+    def count_if(cond: Any) -> Any:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    week_ago = now - timedelta(days=7)
+    stmt = select(
+        func.count().label("total"),
+        count_if(Task.status == "todo").label("todo"),
+        count_if(Task.status == "in_progress").label("in_progress"),
+        count_if(Task.status == "done").label("done"),
+        count_if(Task.priority == "low").label("low"),
+        count_if(Task.priority == "medium").label("medium"),
+        count_if(Task.priority == "high").label("high"),
+        count_if(and_(Task.due_date < now, Task.status != "done")).label("overdue"),
+        count_if(and_(Task.status == "done", Task.completed_at >= week_ago)).label("completed_last_7_days"),
+    ).where(Task.owner_id == owner_id)
+    row = (await session.execute(stmt)).one()
+    return {key: int(value) for key, value in row._mapping.items()}
+
+
+async def get_idempotency_key(session: AsyncSession, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
+    """The stored response for ``(user_id, key)``, or None."""
+    return await session.get(IdempotencyKey, (user_id, key))
+
+
+def add_idempotency_key(session: AsyncSession, record: IdempotencyKey) -> None:
+    """Stage a stored response."""
+    session.add(record)
+
+
+async def delete_idempotency_key(session: AsyncSession, record: IdempotencyKey) -> None:
+    """Forget one stored response (it expired)."""
+    await session.delete(record)
+
+
+async def purge_idempotency_keys(session: AsyncSession, older_than: datetime) -> int:
+    """Delete stored responses created before ``older_than``; returns rows deleted."""
+    result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)

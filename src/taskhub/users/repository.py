@@ -1,0 +1,84 @@
+"""SQL for users."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.auth.models import RevokedAccessToken
+from taskhub.users.models import User
+
+
+async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user with ``user_id``, or None."""
+    return await session.get(User, user_id)
+
+
+async def get_by_email(session: AsyncSession, email_normalized: str) -> User | None:
+    """The user whose normalized email is ``email_normalized``, or None."""
+    result = await session.execute(select(User).where(User.email_normalized == email_normalized))
+    return result.scalar_one_or_none()
+
+
+async def get_for_auth(session: AsyncSession, user_id: uuid.UUID, jti: str) -> tuple[User, bool] | None:
+    """``(user, jti_revoked)`` in one round trip, or None when the user does not exist."""
+    revoked = exists().where(RevokedAccessToken.jti == jti).label("revoked")
+    row = (await session.execute(select(User, revoked).where(User.id == user_id))).first()
+    if row is None:
+        return None
+    return row[0], bool(row[1])
+
+
+def add(session: AsyncSession, user: User) -> None:
+    """Stage a new user."""
+    session.add(user)
+
+
+async def active_admin_ids(session: AsyncSession, *, lock: bool) -> list[uuid.UUID]:
+    """Ids of active admins; with ``lock`` the rows are locked (``FOR UPDATE``) on PostgreSQL."""
+    stmt = select(User.id).where(User.role == "admin", User.is_active.is_(True))
+    if lock:
+        stmt = stmt.with_for_update()
+    return list((await session.execute(stmt)).scalars())
+
+
+async def delete_user(session: AsyncSession, user: User) -> None:
+    """Delete ``user``; tasks, refresh tokens and idempotency keys go by ``ON DELETE CASCADE``."""
+    await session.execute(delete(User).where(User.id == user.id))
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    q: str | None,
+    limit: int,
+    offset: int | None,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> Sequence[User]:
+    """Users newest first (``created_at`` desc, ``id`` desc), by offset or after a keyset position."""
+    stmt = select(User).where(*_user_filters(q))
+    if after is not None:
+        created, last_id = after
+        stmt = stmt.where(
+            or_(User.created_at < created, and_(User.created_at == created, User.id < last_id))
+        )
+    stmt = stmt.order_by(User.created_at.desc(), User.id.desc()).limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_users(session: AsyncSession, *, q: str | None) -> int:
+    """How many users match ``q``."""
+    return int((await session.execute(select(func.count()).select_from(User).where(*_user_filters(q)))).scalar_one())
+
+
+def _user_filters(q: str | None) -> list[ColumnElement[bool]]:
+    if not q:
+        return []
+    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return [or_(User.email.ilike(pattern, escape="\\"), User.name.ilike(pattern, escape="\\"))]

@@ -1,0 +1,53 @@
+"""``/users/me``: the caller's own account."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from taskhub.auth.dependencies import CurrentUser
+from taskhub.context import AppContext, get_context
+from taskhub.core.responses import model_response
+from taskhub.db.session import SessionDep
+from taskhub.users import service as user_service
+from taskhub.users.schemas import AccountDelete, PasswordChange, UserRead, UserUpdate
+
+router = APIRouter(prefix="/users", tags=["users"])
+Ctx = Annotated[AppContext, Depends(get_context)]
+
+
+@router.get("/me", response_model=UserRead)
+async def read_me(user: CurrentUser) -> Response:
+    """The caller's account."""
+    return model_response(UserRead.model_validate(user))
+
+
+@router.patch("/me", response_model=UserRead)
+async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+    """Change name and/or email (an email change needs ``current_password``)."""
+    updated = await user_service.update_profile(
+        session,
+        ctx.hasher,
+        user,
+        name=body.name,
+        email=body.email,
+        current_password=body.current_password,
+    )
+    return model_response(UserRead.model_validate(updated))
+
+
+@router.post("/me/password", status_code=204)
+async def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+    """Change the password; every token issued before stops working."""
+    await user_service.change_password(
+        session, ctx.hasher, user, current_password=body.current_password, new_password=body.new_password
+    )
+    return Response(status_code=204)
+
+
+@router.delete("/me", status_code=204)
+async def delete_me(body: AccountDelete, user: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+    """Delete the account and all of its tasks."""
+    await user_service.delete_account(session, ctx.hasher, user, current_password=body.current_password)
+    return Response(status_code=204)

@@ -1,0 +1,85 @@
+"""Request and response bodies of the user endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _check_email(value: str) -> str:
+    value = value.strip()
+    if len(value) > 320:
+        raise ValueError("must be at most 320 characters")
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"is not a valid email address: {exc}") from exc
+    return value
+
+
+def _check_name(value: str) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= 100:
+        raise ValueError("must be 1..100 characters after trimming")
+    return value
+
+
+Email = Annotated[str, Field(max_length=400), AfterValidator(_check_email)]
+"""An email address, trimmed; stored as given, compared in normalized form."""
+Name = Annotated[str, Field(max_length=400), AfterValidator(_check_name)]
+Password = Annotated[str, Field(max_length=1000)]
+
+
+class StrictModel(BaseModel):
+    """Rejects unknown fields (SPEC "Conventions")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserRead(BaseModel):
+    """A user as clients see it (never the password hash)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    name: str
+    role: Literal["user", "admin"]
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserUpdate(StrictModel):
+    """``PATCH /users/me``: a new ``email`` needs ``current_password`` in the same body."""
+
+    name: Name | None = None
+    email: Email | None = None
+    current_password: Password | None = None
+
+
+class PasswordChange(StrictModel):
+    """``POST /users/me/password``."""
+
+    current_password: Password
+    new_password: Password
+
+
+class AccountDelete(StrictModel):
+    """``DELETE /users/me``: the password confirms the deletion."""
+
+    current_password: Password
+
+
+class UserPage(BaseModel):
+    """A page of users (admin list), shaped like the task page."""
+
+    items: list[UserRead]
+    limit: int
+    page: int | None
+    total: int | None
+    next_cursor: str | None

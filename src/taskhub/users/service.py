@@ -1,0 +1,225 @@
+"""Business rules for accounts: profile changes, password changes, deletion, admin changes.
+
+Services flush, never commit: the caller's unit of work commits once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhub.core.errors import UnprocessableEntity, field_error
+from taskhub.core.security import PasswordHasher, normalize_email, password_problem
+from taskhub.core.timeutil import utcnow
+from taskhub.users import repository as user_repo
+from taskhub.users.errors import EmailTaken, LastAdmin, UserNotFound, WrongPassword
+from taskhub.users.models import User
+
+
+def token_cutoff(now: datetime | None = None) -> datetime:
+    """A ``tokens_valid_after`` value: now, floored to the millisecond like access-token ``iat``."""
+    now = now or utcnow()
+    return now.replace(microsecond=(now.microsecond // 1000) * 1000)
+
+
+def check_password(password: str, email: str, *, field: str) -> None:
+    """Raise 422 naming ``field`` when ``password`` breaks the rules of ``password_problem``.
+
+    Raises:
+        UnprocessableEntity: too short/long, equal to the email, or common (NIST SP 800-63B).
+    """
+    problem = password_problem(password, email)
+    if problem:
+        raise UnprocessableEntity(
+            f"The password {problem}.", errors=[field_error(["body", field], f"Password {problem}")]
+        )
+
+
+async def create_user(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    *,
+    email: str,
+    password: str,
+    name: str,
+    role: str = "user",
+) -> User:
+    """Create an account.
+
+    Raises:
+        UnprocessableEntity: password rules. EmailTaken: the normalized email exists.
+    """
+    check_password(password, email, field="password")
+    normalized = normalize_email(email)
+    if await user_repo.get_by_email(session, normalized) is not None:
+        raise EmailTaken(f"An account with the email {email!r} already exists.")
+    now = utcnow()
+    user = User(
+        email=email,
+        email_normalized=normalized,
+        name=name,
+        password_hash=await hasher.hash(password),
+        role=role,
+        is_active=True,
+        tokens_valid_after=token_cutoff(now),
+        created_at=now,
+        updated_at=now,
+    )
+    user_repo.add(session, user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # a concurrent registration won the race
+        raise EmailTaken(f"An account with the email {email!r} already exists.") from exc
+    return user
+
+
+async def _require_password(hasher: PasswordHasher, user: User, password: str | None, field: str) -> None:
+    if password is None:
+        raise UnprocessableEntity(
+            "The current password is required for this change.",
+            errors=[field_error(["body", field], "Field required to confirm this change", "missing")],
+        )
+    if not await hasher.verify(password, user.password_hash):
+        raise WrongPassword("The current password is incorrect.")
+
+
+async def update_profile(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    user: User,
+    *,
+    name: str | None,
+    email: str | None,
+    current_password: str | None,
+) -> User:
+    """Change ``name`` and/or ``email``; a new email needs the current password.
+
+    Raises:
+        UnprocessableEntity: email change without ``current_password``. WrongPassword: it is wrong.
+        EmailTaken: the new email belongs to another account.
+    """
+    changed = False
+    if email is not None and email != user.email:
+        await _require_password(hasher, user, current_password, "current_password")
+        normalized = normalize_email(email)
+        if normalized != user.email_normalized:
+            other = await user_repo.get_by_email(session, normalized)
+            if other is not None and other.id != user.id:
+                raise EmailTaken(f"An account with the email {email!r} already exists.")
+        user.email, user.email_normalized = email, normalized
+        changed = True
+    if name is not None and name != user.name:
+        user.name = name
+        changed = True
+    if changed:
+        user.updated_at = utcnow()
+        try:
+            await session.flush()
+        except IntegrityError as exc:
+            raise EmailTaken(f"An account with the email {email!r} already exists.") from exc
+    return user
+
+
+async def change_password(
+    session: AsyncSession, hasher: PasswordHasher, user: User, *, current_password: str, new_password: str
+) -> None:
+    """Set a new password and invalidate every token issued before (``tokens_valid_after``).
+
+    Raises:
+        WrongPassword: ``current_password`` is wrong. UnprocessableEntity: the new one breaks the rules.
+    """
+    await _require_password(hasher, user, current_password, "current_password")
+    check_password(new_password, user.email, field="new_password")
+    now = utcnow()
+    user.password_hash = await hasher.hash(new_password)
+    user.tokens_valid_after = token_cutoff(now)
+    user.updated_at = now
+    await session.flush()
+
+
+async def _ensure_not_last_admin(session: AsyncSession, user: User) -> None:
+    if user.role != "admin" or not user.is_active:
+        return
+    admins = await user_repo.active_admin_ids(session, lock=True)
+    if admins == [user.id] or len(admins) <= 1:
+        raise LastAdmin("The last active admin cannot be demoted, deactivated or deleted.")
+
+
+async def delete_account(
+    session: AsyncSession, hasher: PasswordHasher, user: User, *, current_password: str
+) -> None:
+    """Delete the caller's account and all of its tasks.
+
+    Raises:
+        WrongPassword: the password is wrong. LastAdmin: the caller is the last active admin.
+    """
+    await _require_password(hasher, user, current_password, "current_password")
+    await _ensure_not_last_admin(session, user)
+    await user_repo.delete_user(session, user)
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """Load a user. Raises: UserNotFound."""
+    user = await user_repo.get(session, user_id)
+    if user is None:
+        raise UserNotFound(f"No user with id {user_id}.")
+    return user
+
+
+async def admin_update(
+    session: AsyncSession, actor: User, target: User, *, role: str | None, is_active: bool | None
+) -> User:
+    """Change a user's ``role`` and/or ``is_active``; deactivation invalidates their tokens.
+
+    Raises:
+        LastAdmin: the change would leave no active admin.
+    """
+    demotes = role is not None and role != "admin" and target.role == "admin"
+    deactivates = is_active is False and target.is_active
+    if demotes or deactivates:
+        await _ensure_not_last_admin(session, target)
+    now = utcnow()
+    changed = False
+    if role is not None and role != target.role:
+        target.role = role
+        changed = True
+    if is_active is not None and is_active != target.is_active:
+        target.is_active = is_active
+        if not is_active:
+            target.tokens_valid_after = token_cutoff(now)
+        changed = True
+    if changed:
+        target.updated_at = now
+        await session.flush()
+    return target
+
+
+async def admin_delete(session: AsyncSession, actor: User, target: User) -> None:
+    """Delete any user and their tasks. Raises: LastAdmin."""
+    await _ensure_not_last_admin(session, target)
+    await user_repo.delete_user(session, target)
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    q: str | None,
+    limit: int,
+    page: int | None,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> tuple[Sequence[User], int | None, bool]:
+    """``(users, total, has_more)``: a page of ``limit`` users newest first, matching ``q``.
+
+    Offset mode when ``page`` is given (``total`` counted), keyset mode after ``after`` (``total`` None).
+    """
+    total = None
+    offset = None
+    if after is None:
+        total = await user_repo.count_users(session, q=q)
+        offset = ((page or 1) - 1) * limit
+    rows = await user_repo.list_users(session, q=q, limit=limit + 1, offset=offset, after=after)
+    return rows[:limit], total, len(rows) > limit
