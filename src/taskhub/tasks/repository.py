@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.tasks.models import IdempotencyKey, Task
@@ -59,7 +60,7 @@ def _filters(session: AsyncSession, query: TaskQuery, owner_id: uuid.UUID | None
     if query.tag:
         tag = query.tag.strip().lower()
         if session.get_bind().dialect.name == "postgresql":
-            conds.append(Task.tags.contains([tag]))
+            conds.append(type_coerce(Task.tags, JSONB).contains([tag]))
         else:
             each = func.json_each(Task.tags).table_valued("value")
             conds.append(exists().select_from(each).where(each.c.value == tag))

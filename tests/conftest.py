@@ -1,0 +1,192 @@
+"""Shared fixtures: every API test runs on SQLite and on the real PostgreSQL of this machine.
+
+PostgreSQL: a fresh database ``taskhub_test_<random>`` is created on ``TASKHUB_TEST_POSTGRES_URL``
+(default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``), migrated, and dropped at the end.
+When it is unreachable the PostgreSQL run is skipped locally, but fails under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from taskhub.app import create_app
+from taskhub.config import Settings
+from taskhub.db import migrate
+from taskhub.db.models import Base
+from taskhub.db.session import make_engine
+
+PG_URL = os.environ.get("TASKHUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+JWT_SECRET = "test-secret-" + "x" * 40
+PASSWORD = "correct horse battery staple"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class Backend:
+    """A migrated, empty database for one backend."""
+
+    name: str
+    url: str
+
+
+async def _truncate(url: str, tmp: Path) -> None:
+    settings = Settings(database_url=url, data_dir=tmp)
+    engine = make_engine(url, settings, immediate=False)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed table names
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session", params=["sqlite", "postgresql"])
+async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backend]:
+    """A migrated database per backend for the whole session."""
+    tmp = tmp_path_factory.mktemp(f"db-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp / 'test.db'}"
+        settings = Settings(database_url=url, data_dir=tmp)
+        engine = make_engine(url, settings)
+        await migrate.upgrade(engine)
+        await engine.dispose()
+        yield Backend("sqlite", url)
+        return
+    name = "taskhub_test_" + secrets.token_hex(4)
+    try:
+        admin = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL at {PG_URL} is unreachable: {exc!r}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        settings = Settings(database_url=url, data_dir=tmp)
+        engine = make_engine(url, settings)
+        await migrate.upgrade(engine)
+        await engine.dispose()
+        yield Backend("postgresql", url)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def settings_factory(backend: Backend, tmp_path: Path) -> Callable[..., Settings]:
+    """Make test settings for the current backend; keyword overrides win."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": backend.url,
+            "data_dir": tmp_path,
+            "jwt_secret": JWT_SECRET,
+            "argon2_memory_cost": 1024,
+            "argon2_time_cost": 1,
+            "rate_limit_enabled": False,
+            "auto_migrate": False,
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest_asyncio.fixture
+async def app_factory(
+    backend: Backend, tmp_path: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start apps (lifespan included) for the current backend; tables are emptied afterwards."""
+    managers: list[LifespanManager] = []
+
+    async def start(settings: Settings) -> FastAPI:
+        app = create_app(settings)
+        manager = LifespanManager(app)
+        await manager.__aenter__()
+        managers.append(manager)
+        return app
+
+    yield start
+    for manager in managers:
+        await manager.__aexit__(None, None, None)
+    await _truncate(backend.url, tmp_path)
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    """An HTTP client over the ASGI app (errors come back as responses, not exceptions)."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest_asyncio.fixture
+async def app(app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]) -> FastAPI:
+    """The service with test settings (rate limits off, cheap argon2)."""
+    started: FastAPI = await app_factory(settings_factory())
+    return started
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for :func:`app`."""
+    async with client_for(app) as c:
+        yield c
+
+
+class Api:
+    """Small helpers over the HTTP API for tests: register, log in, make tasks."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def register(self, email: str, password: str = PASSWORD, name: str = "Test User") -> dict[str, Any]:
+        r = await self.client.post("/api/v1/auth/register", json={"email": email, "password": password, "name": name})
+        assert r.status_code == 201, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def login(self, email: str, password: str = PASSWORD) -> dict[str, Any]:
+        r = await self.client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    async def user(self, email: str, password: str = PASSWORD, name: str = "Test User") -> dict[str, str]:
+        """Register and log in; returns the Authorization header."""
+        await self.register(email, password, name)
+        tokens = await self.login(email, password)
+        return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    async def task(self, headers: dict[str, str], **fields: Any) -> dict[str, Any]:
+        body = {"title": "a task", **fields}
+        r = await self.client.post("/api/v1/tasks", json=body, headers=headers)
+        assert r.status_code == 201, r.text
+        created: dict[str, Any] = r.json()
+        return created
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient) -> Api:
+    """:class:`Api` helpers bound to :func:`client`."""
+    return Api(client)
