@@ -69,6 +69,21 @@ class RequestIdMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Unexpected errors end here (inside the request id) as a bare 500 problem:
+            # logged with the traceback, never shown to the client.
+            access_log.error("unhandled_error", path=scope["path"], exc_info=exc)
+            if status_holder[0]:
+                raise
+            from taskhub.core.errors import problem_response
+
+            response = problem_response(
+                scope["path"],
+                request_id,
+                status=500,
+                detail="An unexpected error occurred; it has been logged.",
+            )
+            await response(scope, receive, send_with_id)
         finally:
             if self.access_log_enabled:
                 access_log.info(

@@ -1,0 +1,54 @@
+"""``/health``, ``/ready``, ``/docs``, ``/openapi.json``."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_health(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"status", "version", "uptime_s"}
+    assert body["status"] == "ok" and body["version"] == "0.1.0" and body["uptime_s"] >= 0
+
+
+async def test_ready_checks_database(client: httpx.AsyncClient) -> None:
+    r = await client.get("/ready")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["database"]["latency_ms"] >= 0
+
+
+async def test_ready_503_when_database_down(app_factory: object, settings_factory: object, tmp_path: object) -> None:
+    from tests.conftest import client_for
+
+    settings = settings_factory(database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")  # type: ignore[operator]
+    app = await app_factory(settings)  # type: ignore[operator]
+    async with client_for(app) as c:
+        r = await c.get("/ready")
+        assert r.status_code == 503
+        assert r.json()["checks"]["database"]["ok"] is False
+        assert (await c.get("/health")).status_code == 200
+
+
+async def test_docs_and_openapi(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
+    assert schema["info"]["title"] == "Taskhub"
+    assert "/api/v1/tasks" in schema["paths"]
+    assert "/api/v1/auth/token" in schema["paths"]
+
+
+async def test_dashboard_served_with_csp(client: httpx.AsyncClient) -> None:
+    r = await client.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert (await client.get("/static/../../config.py")).status_code == 404
