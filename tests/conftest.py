@@ -56,7 +56,7 @@ async def _truncate(url: str, tmp: Path) -> None:
             await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
-                await conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed table names
+                await conn.execute(text(f"DELETE FROM {table}"))
     await engine.dispose()
 
 
@@ -115,9 +115,7 @@ def settings_factory(backend: Backend, tmp_path: Path) -> Callable[..., Settings
 
 
 @pytest_asyncio.fixture
-async def app_factory(
-    backend: Backend, tmp_path: Path
-) -> AsyncIterator[Callable[..., Any]]:
+async def app_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Start apps (lifespan included) for the current backend; tables are emptied afterwards."""
     managers: list[LifespanManager] = []
 

@@ -56,8 +56,11 @@ def test_serve_create_admin_and_seed(tmp_path: Path) -> None:
     seeded = run(["seed-demo", "--users", "3", "--tasks", "45"], tmp_path)
     assert seeded.returncode == 0, seeded.stderr
     assert "seeded 3 users x 45 tasks" in seeded.stdout
-    made = run(["create-admin", "--email", "boss@example.com", "--name", "Boss"], tmp_path,
-               TASKHUB_ADMIN_PASSWORD="a strong admin passphrase")
+    made = run(
+        ["create-admin", "--email", "boss@example.com", "--name", "Boss"],
+        tmp_path,
+        TASKHUB_ADMIN_PASSWORD="a strong admin passphrase",
+    )
     assert made.returncode == 0, made.stderr
     assert "created admin boss@example.com" in made.stdout
     weak = run(["create-admin", "--email", "weak@example.com"], tmp_path, TASKHUB_ADMIN_PASSWORD="password")
@@ -67,8 +70,9 @@ def test_serve_create_admin_and_seed(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "TASKHUB_DATA_DIR": str(tmp_path), "TASKHUB_LOG_LEVEL": "WARNING"}
     env.pop("TASKHUB_DATABASE_URL", None)
-    server = subprocess.Popen([TASKHUB, "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [TASKHUB, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -80,7 +84,9 @@ def test_serve_create_admin_and_seed(tmp_path: Path) -> None:
         else:
             pytest.fail("server did not start")
         with httpx.Client(base_url=base, timeout=10) as c:
-            tokens = c.post("/api/v1/auth/login", json={"email": "demo2@example.com", "password": "demo-password-2026"}).json()
+            tokens = c.post(
+                "/api/v1/auth/login", json={"email": "demo2@example.com", "password": "demo-password-2026"}
+            ).json()
             h = {"Authorization": f"Bearer {tokens['access_token']}"}
             first = c.get("/api/v1/tasks?limit=20&page=3", headers=h).json()
             assert first["total"] == 45 and len(first["items"]) == 5
@@ -94,7 +100,9 @@ def test_serve_create_admin_and_seed(tmp_path: Path) -> None:
                 body = c.get(f"/api/v1/tasks?limit=10&sort=due_date&cursor={body['next_cursor']}", headers=h).json()
                 ids += [t["id"] for t in body["items"]]
             assert len(ids) == len(set(ids)) == 45
-            admin = c.post("/api/v1/auth/login", json={"email": "boss@example.com", "password": "a strong admin passphrase"}).json()
+            admin = c.post(
+                "/api/v1/auth/login", json={"email": "boss@example.com", "password": "a strong admin passphrase"}
+            ).json()
             users = c.get("/api/v1/admin/users", headers={"Authorization": f"Bearer {admin['access_token']}"}).json()
             assert users["total"] == 4
             assert c.get("/").status_code == 200

@@ -37,13 +37,9 @@ Use **Authorize** with your email as *username* to call the endpoints from this 
 
 def build_context(settings: Settings) -> AppContext:
     """Make the shared state for ``settings`` (no network I/O; engines connect lazily)."""
-    cache: ResponseCache
-    if settings.cache_ttl <= 0 or settings.workers > 1:
-        # An in-process cache cannot be invalidated across processes: with several workers
-        # and no shared cache, caching is off rather than stale.
-        cache = NullCache()
-    else:
-        cache = MemoryCache()
+    # An in-process cache cannot be invalidated across processes: with several workers
+    # and no shared cache, caching is off rather than stale.
+    cache: ResponseCache = NullCache() if settings.cache_ttl <= 0 or settings.workers > 1 else MemoryCache()
     return AppContext(
         settings=settings,
         db=Database(settings),
@@ -120,8 +116,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["ETag", "Location", "X-Request-ID", "Retry-After", "RateLimit-Limit",
-                            "RateLimit-Remaining", "RateLimit-Reset"],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],
         )
     app.add_middleware(
         RateLimitMiddleware,

@@ -137,8 +137,28 @@ async def _seed(settings: Settings, users: int, tasks: int, password: str) -> li
         parallelism=settings.argon2_parallelism,
     )
     rng = random.Random(42)  # noqa: S311 - demo data, not security
-    words = ["report", "invoice", "deploy", "review", "meeting", "budget", "design", "backup", "release",
-             "email", "call", "plan", "write", "test", "fix", "update", "clean", "book", "order", "read"]
+    words = [
+        "report",
+        "invoice",
+        "deploy",
+        "review",
+        "meeting",
+        "budget",
+        "design",
+        "backup",
+        "release",
+        "email",
+        "call",
+        "plan",
+        "write",
+        "test",
+        "fix",
+        "update",
+        "clean",
+        "book",
+        "order",
+        "read",
+    ]
     tags = ["work", "home", "urgent", "later", "finance", "ops", "personal", "team"]
     emails: list[str] = []
     cache = NullCache()
@@ -182,7 +202,7 @@ async def _seed(settings: Settings, users: int, tasks: int, password: str) -> li
 def seed_demo(
     users: Annotated[int, typer.Option(min=1, help="Number of demo users")] = 5,
     tasks: Annotated[int, typer.Option(min=0, help="Tasks per user")] = 50,
-    password: Annotated[str, typer.Option(help="Password of every demo user")] = "demo-password-2026",
+    password: Annotated[str, typer.Option(help="Password of every demo user")] = "demo-password-2026",  # noqa: S107
 ) -> None:
     """Fill the database with demo users (demo1@example.com, ...) and their tasks."""
     settings = _settings()

@@ -23,9 +23,12 @@ async def admin(app: FastAPI, api: Api) -> H:
 class TestAccess:
     @pytest.mark.parametrize(
         ("method", "path"),
-        [("GET", "/api/v1/admin/users"), ("GET", "/api/v1/admin/tasks"),
-         ("PATCH", "/api/v1/admin/users/01900000-0000-7000-8000-000000000000"),
-         ("DELETE", "/api/v1/admin/users/01900000-0000-7000-8000-000000000000")],
+        [
+            ("GET", "/api/v1/admin/users"),
+            ("GET", "/api/v1/admin/tasks"),
+            ("PATCH", "/api/v1/admin/users/01900000-0000-7000-8000-000000000000"),
+            ("DELETE", "/api/v1/admin/users/01900000-0000-7000-8000-000000000000"),
+        ],
     )
     async def test_users_get_403(self, api: Api, client: httpx.AsyncClient, method: str, path: str) -> None:
         h = await api.user("plain@x.io")
@@ -74,7 +77,9 @@ class TestUsers:
         r = await client.patch(f"/api/v1/admin/users/{user['id']}", json={"is_active": False}, headers=admin)
         assert r.status_code == 200 and r.json()["is_active"] is False
         assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401
-        assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
+        assert (
+            await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        ).status_code == 401
         r = await client.patch(f"/api/v1/admin/users/{user['id']}", json={"is_active": True}, headers=admin)
         assert r.json()["is_active"] is True
         assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401  # old tokens stay dead
@@ -110,7 +115,11 @@ class TestUsers:
 
     async def test_patch_validation(self, api: Api, client: httpx.AsyncClient, admin: H) -> None:
         user = await api.register("v@x.io")
-        for body, loc in (({"role": "root"}, "role"), ({"is_active": None}, "is_active"), ({"email": "x@x.io"}, "email")):
+        for body, loc in (
+            ({"role": "root"}, "role"),
+            ({"is_active": None}, "is_active"),
+            ({"email": "x@x.io"}, "email"),
+        ):
             r = await client.patch(f"/api/v1/admin/users/{user['id']}", json=body, headers=admin)
             assert r.status_code == 422
             assert r.json()["errors"][0]["loc"] == ["body", loc]

@@ -71,9 +71,7 @@ class TestRegister:
         assert "same as the email" in r.json()["errors"][0]["msg"]
 
     async def test_password_of_128_chars_accepted(self, client: httpx.AsyncClient) -> None:
-        r = await client.post(
-            "/api/v1/auth/register", json={"email": "l@x.io", "password": "ab" * 64, "name": "L"}
-        )
+        r = await client.post("/api/v1/auth/register", json={"email": "l@x.io", "password": "ab" * 64, "name": "L"})
         assert r.status_code == 201
 
     @pytest.mark.parametrize(
@@ -113,7 +111,7 @@ class TestLogin:
         wrong = await client.post("/api/v1/auth/login", json={"email": "d@x.io", "password": "not the password"})
         unknown = await client.post("/api/v1/auth/login", json={"email": "nobody@x.io", "password": "not the password"})
         assert wrong.status_code == unknown.status_code == 401
-        strip = lambda b: {k: v for k, v in b.items() if k != "request_id"}  # noqa: E731
+        strip = lambda b: {k: v for k, v in b.items() if k != "request_id"}
         assert strip(wrong.json()) == strip(unknown.json())
         assert wrong.headers["www-authenticate"].startswith("Bearer")
 
@@ -149,8 +147,15 @@ class TestAccessTokens:
     async def test_other_algorithms_refused(self, api: Api, client: httpx.AsyncClient, algorithm: str) -> None:
         user = await api.register("g@x.io")
         now = int(time.time())
-        claims = {"sub": user["id"], "role": "admin", "jti": "j", "iat": now, "exp": now + 60,
-                  "iss": "taskhub", "aud": "taskhub-api"}
+        claims = {
+            "sub": user["id"],
+            "role": "admin",
+            "jti": "j",
+            "iat": now,
+            "exp": now + 60,
+            "iss": "taskhub",
+            "aud": "taskhub-api",
+        }
         key = None if algorithm == "none" else JWT_SECRET
         token = jwt.encode(claims, key, algorithm=algorithm)
         r = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})

@@ -38,7 +38,9 @@ class TestProblemDetails:
 
     async def test_malformed_json_400(self, api: Api, client: httpx.AsyncClient) -> None:
         h = await api.user("j@x.io")
-        r = await client.post("/api/v1/tasks", content=b'{"title": "x",', headers={**h, "Content-Type": "application/json"})
+        r = await client.post(
+            "/api/v1/tasks", content=b'{"title": "x",', headers={**h, "Content-Type": "application/json"}
+        )
         assert r.status_code == 400
         assert r.json()["title"] == "Malformed JSON"
         assert "errors" not in r.json()
@@ -56,10 +58,14 @@ class TestProblemDetails:
         r = await client.post("/api/v1/tasks", content=b"title=x", headers={**h, "Content-Type": "text/plain"})
         assert r.status_code == 415
         assert r.headers["content-type"] == "application/problem+json"
-        r = await client.post("/api/v1/tasks", content=b'{"title":"x"}', headers={**h, "Content-Type": "application/json; charset=utf-8"})
+        r = await client.post(
+            "/api/v1/tasks", content=b'{"title":"x"}', headers={**h, "Content-Type": "application/json; charset=utf-8"}
+        )
         assert r.status_code == 201
 
-    async def test_unexpected_error_is_bare_500(self, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test_unexpected_error_is_bare_500(
+        self, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         from taskhub.users import service
 
         async def boom(*args: Any, **kwargs: Any) -> None:
@@ -75,7 +81,9 @@ class TestProblemDetails:
 
 class TestBodyLimit:
     @pytest.fixture
-    async def small(self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]) -> AsyncIterator[httpx.AsyncClient]:
+    async def small(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> AsyncIterator[httpx.AsyncClient]:
         app = await app_factory(settings_factory(max_body_bytes=200))
         async with client_for(app) as c:
             yield c
@@ -106,7 +114,9 @@ class TestBodyLimit:
 
 class TestRequestIdAndGzip:
     async def test_request_id_echoed_or_generated(self, client: httpx.AsyncClient) -> None:
-        assert (await client.get("/health", headers={"X-Request-ID": "trace.1:2-3"})).headers["x-request-id"] == "trace.1:2-3"
+        assert (await client.get("/health", headers={"X-Request-ID": "trace.1:2-3"})).headers[
+            "x-request-id"
+        ] == "trace.1:2-3"
         generated = (await client.get("/health")).headers["x-request-id"]
         assert len(generated) == 32
         insane = (await client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})).headers["x-request-id"]
@@ -126,12 +136,16 @@ class TestRequestIdAndGzip:
 
 
 class TestRateLimits:
-    async def _app(self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings], **kw: Any) -> FastAPI:
+    async def _app(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings], **kw: Any
+    ) -> FastAPI:
         values: dict[str, Any] = {"rate_limit_enabled": True, **kw}
         app: FastAPI = await app_factory(settings_factory(**values))
         return app
 
-    async def test_anonymous_limit_per_ip(self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    async def test_anonymous_limit_per_ip(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
         app = await self._app(app_factory, settings_factory, rate_limit_anon="3 per minute")
         async with client_for(app) as c:
             codes = [(await c.get("/api/v1/tasks")).status_code for _ in range(4)]
@@ -144,34 +158,50 @@ class TestRateLimits:
             assert 0 <= int(r.headers["ratelimit-reset"]) <= 60
             assert (await c.get("/health")).status_code == 200  # operations are not limited
 
-    async def test_headers_on_allowed_responses(self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    async def test_headers_on_allowed_responses(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
         app = await self._app(app_factory, settings_factory, rate_limit_anon="5 per minute")
         async with client_for(app) as c:
             r = await c.get("/api/v1/tasks")
             assert (r.headers["ratelimit-limit"], r.headers["ratelimit-remaining"]) == ("5", "4")
 
-    async def test_login_limited_per_account_and_per_ip(self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
-        app = await self._app(app_factory, settings_factory, rate_limit_auth="3 per minute", rate_limit_anon="1000 per minute")
+    async def test_login_limited_per_account_and_per_ip(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        app = await self._app(
+            app_factory, settings_factory, rate_limit_auth="3 per minute", rate_limit_anon="1000 per minute"
+        )
         async with client_for(app) as c:
             bad = {"email": "who@x.io", "password": "wrong password"}
             codes = [(await c.post("/api/v1/auth/login", json=bad)).status_code for _ in range(4)]
             assert codes == [401, 401, 401, 429]
         # per account: the same account from different IPs (via a trusted proxy) is still limited
         app2 = await self._app(
-            app_factory, settings_factory, rate_limit_auth="2 per minute", rate_limit_anon="1000 per minute",
+            app_factory,
+            settings_factory,
+            rate_limit_auth="2 per minute",
+            rate_limit_anon="1000 per minute",
             trusted_proxies=["127.0.0.0/8"],
         )
         transport = httpx.ASGITransport(app=app2, raise_app_exceptions=False, client=("127.0.0.1", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             codes = []
             for i in range(3):
-                r = await c.post("/api/v1/auth/login", json={"email": "acct@x.io", "password": "wrong pw!"},
-                                 headers={"X-Forwarded-For": f"203.0.113.{i}"})
+                r = await c.post(
+                    "/api/v1/auth/login",
+                    json={"email": "acct@x.io", "password": "wrong pw!"},
+                    headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                )
                 codes.append(r.status_code)
             assert codes == [401, 401, 429]
 
-    async def test_user_limit_keyed_by_user(self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
-        app = await self._app(app_factory, settings_factory, rate_limit_user="3 per minute", rate_limit_anon="1000 per minute")
+    async def test_user_limit_keyed_by_user(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        app = await self._app(
+            app_factory, settings_factory, rate_limit_user="3 per minute", rate_limit_anon="1000 per minute"
+        )
         async with client_for(app) as c:
             api = Api(c)
             h1 = await api.user("r1@x.io")
@@ -180,18 +210,29 @@ class TestRateLimits:
             assert codes == [200, 200, 200, 429]
             assert (await c.get("/api/v1/users/me", headers=h2)).status_code == 200
 
-    async def test_forwarded_for_only_from_trusted_proxy(self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]) -> None:
+    async def test_forwarded_for_only_from_trusted_proxy(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
         # Untrusted peer: X-Forwarded-For is ignored, so rotating it does not escape the limit.
         app = await self._app(app_factory, settings_factory, rate_limit_anon="2 per minute")
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("198.51.100.7", 1234))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            codes = [(await c.get("/api/v1/tasks", headers={"X-Forwarded-For": f"10.0.0.{i}"})).status_code for i in range(3)]
+            codes = [
+                (await c.get("/api/v1/tasks", headers={"X-Forwarded-For": f"10.0.0.{i}"})).status_code for i in range(3)
+            ]
             assert codes == [401, 401, 429]
         # Trusted proxy: each forwarded client has its own budget.
-        app2 = await self._app(app_factory, settings_factory, rate_limit_anon="2 per minute", trusted_proxies=["198.51.100.0/24"])
+        app2 = await self._app(
+            app_factory, settings_factory, rate_limit_anon="2 per minute", trusted_proxies=["198.51.100.0/24"]
+        )
         transport2 = httpx.ASGITransport(app=app2, raise_app_exceptions=False, client=("198.51.100.7", 1234))
         async with httpx.AsyncClient(transport=transport2, base_url="http://t") as c:
-            codes = [(await c.get("/api/v1/tasks", headers={"X-Forwarded-For": f"10.0.0.{i}"})).status_code for i in range(3)]
+            codes = [
+                (await c.get("/api/v1/tasks", headers={"X-Forwarded-For": f"10.0.0.{i}"})).status_code for i in range(3)
+            ]
             assert codes == [401, 401, 401]
-            codes = [(await c.get("/api/v1/tasks", headers={"X-Forwarded-For": "192.0.2.1, 198.51.100.9"})).status_code for _ in range(3)]
+            codes = [
+                (await c.get("/api/v1/tasks", headers={"X-Forwarded-For": "192.0.2.1, 198.51.100.9"})).status_code
+                for _ in range(3)
+            ]
             assert codes == [401, 401, 429]

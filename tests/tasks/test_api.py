@@ -166,7 +166,13 @@ class TestReadUpdateDelete:
         r = await client.patch(f"/api/v1/tasks/{task['id']}", json={"title": "new"}, headers=alice)
         assert r.status_code == 200
         t = r.json()
-        assert (t["title"], t["description"], t["priority"], t["tags"], t["version"]) == ("new", "keep", "high", ["a"], 2)
+        assert (t["title"], t["description"], t["priority"], t["tags"], t["version"]) == (
+            "new",
+            "keep",
+            "high",
+            ["a"],
+            2,
+        )
         assert r.headers["etag"] == '"2"'
         assert t["updated_at"] > task["updated_at"]
         same = await client.patch(f"/api/v1/tasks/{task['id']}", json={"title": "new"}, headers=alice)
@@ -208,7 +214,13 @@ class TestReadUpdateDelete:
         assert r.status_code == 200
         t = r.json()
         assert (t["title"], t["description"], t["priority"], t["tags"], t["due_date"], t["status"]) == (
-            "replaced", "", "medium", [], None, "todo")
+            "replaced",
+            "",
+            "medium",
+            [],
+            None,
+            "todo",
+        )
         assert t["version"] == 2
         assert (await client.put(f"/api/v1/tasks/{task['id']}", json={}, headers=alice)).status_code == 422
 
@@ -216,7 +228,9 @@ class TestReadUpdateDelete:
         task = await api.task(alice)
         done = (await client.patch(f"/api/v1/tasks/{task['id']}", json={"status": "done"}, headers=alice)).json()
         assert done["completed_at"] is not None
-        again = (await client.patch(f"/api/v1/tasks/{task['id']}", json={"status": "in_progress"}, headers=alice)).json()
+        again = (
+            await client.patch(f"/api/v1/tasks/{task['id']}", json={"status": "in_progress"}, headers=alice)
+        ).json()
         assert again["completed_at"] is None
         assert again["version"] == 3
 
@@ -299,12 +313,26 @@ class TestList:
 
     async def test_filters(self, api: Api, client: httpx.AsyncClient, alice: H) -> None:
         now = datetime.now(UTC)
-        a = await api.task(alice, title="Alpha report", status="todo", priority="high", tags=["work"],
-                           due_date=iso(now - timedelta(days=1)))
-        b = await api.task(alice, title="beta", description="The REPORT draft", status="in_progress",
-                           priority="low", tags=["home", "work"], due_date=iso(now + timedelta(days=3)))
-        c = await api.task(alice, title="gamma", status="done", priority="medium",
-                           due_date=iso(now - timedelta(days=2)))
+        a = await api.task(
+            alice,
+            title="Alpha report",
+            status="todo",
+            priority="high",
+            tags=["work"],
+            due_date=iso(now - timedelta(days=1)),
+        )
+        b = await api.task(
+            alice,
+            title="beta",
+            description="The REPORT draft",
+            status="in_progress",
+            priority="low",
+            tags=["home", "work"],
+            due_date=iso(now + timedelta(days=3)),
+        )
+        c = await api.task(
+            alice, title="gamma", status="done", priority="medium", due_date=iso(now - timedelta(days=2))
+        )
         d = await api.task(alice, title="delta 100%_done", status="todo", priority="low")
 
         async def ids(query: str) -> set[str]:
@@ -330,8 +358,19 @@ class TestList:
 
     @pytest.mark.parametrize(
         "query",
-        ["limit=0", "limit=101", "page=0", "sort=title", "status=nope", "priority=x", "overdue=maybe",
-         "due_before=2026-01-01T00:00:00", "page=1&cursor=abc", "cursor=%%%", "q="],
+        [
+            "limit=0",
+            "limit=101",
+            "page=0",
+            "sort=title",
+            "status=nope",
+            "priority=x",
+            "overdue=maybe",
+            "due_before=2026-01-01T00:00:00",
+            "page=1&cursor=abc",
+            "cursor=%%%",
+            "q=",
+        ],
     )
     async def test_out_of_range_is_422(self, client: httpx.AsyncClient, alice: H, query: str) -> None:
         r = await client.get(f"/api/v1/tasks?{query}", headers=alice)
@@ -363,8 +402,10 @@ class TestList:
         assert (await titles("-updated_at"))[0] == "n1!"
         assert (await titles("updated_at"))[-1] == "n1!"
 
-    @pytest.mark.parametrize("sort", ["-created_at", "created_at", "due_date", "-due_date", "priority", "-priority",
-                                      "updated_at", "-updated_at"])
+    @pytest.mark.parametrize(
+        "sort",
+        ["-created_at", "created_at", "due_date", "-due_date", "priority", "-priority", "updated_at", "-updated_at"],
+    )
     async def test_keyset_and_offset_agree(self, api: Api, client: httpx.AsyncClient, alice: H, sort: str) -> None:
         for i in range(13):
             due = f"2030-01-{1 + i % 3:02d}T00:00:00Z" if i % 4 else None
@@ -378,8 +419,9 @@ class TestList:
         body = (await client.get(f"/api/v1/tasks?sort={sort}&limit=5", headers=alice)).json()
         keyset_ids += [t["id"] for t in body["items"]]
         while body["next_cursor"]:
-            body = (await client.get(
-                f"/api/v1/tasks?sort={sort}&limit=5&cursor={body['next_cursor']}", headers=alice)).json()
+            body = (
+                await client.get(f"/api/v1/tasks?sort={sort}&limit=5&cursor={body['next_cursor']}", headers=alice)
+            ).json()
             assert body["page"] is None and body["total"] is None
             keyset_ids += [t["id"] for t in body["items"]]
         assert len(offset_ids) == 13

@@ -40,7 +40,9 @@ class TestMe:
         r = await client.patch("/api/v1/users/me", json={"email": "new@x.io"}, headers=h)
         assert r.status_code == 422
         assert r.json()["errors"][0]["loc"] == ["body", "current_password"]
-        r = await client.patch("/api/v1/users/me", json={"email": "new@x.io", "current_password": "wrong pass"}, headers=h)
+        r = await client.patch(
+            "/api/v1/users/me", json={"email": "new@x.io", "current_password": "wrong pass"}, headers=h
+        )
         assert r.status_code == 401
         r = await client.patch("/api/v1/users/me", json={"email": "New@x.io", "current_password": PASSWORD}, headers=h)
         assert r.status_code == 200
@@ -50,13 +52,17 @@ class TestMe:
     async def test_email_change_to_taken_email_is_409(self, api: Api, client: httpx.AsyncClient) -> None:
         await api.register("taken@x.io")
         h = await api.user("u5@x.io")
-        r = await client.patch("/api/v1/users/me", json={"email": "TAKEN@x.io", "current_password": PASSWORD}, headers=h)
+        r = await client.patch(
+            "/api/v1/users/me", json={"email": "TAKEN@x.io", "current_password": PASSWORD}, headers=h
+        )
         assert r.status_code == 409
 
     async def test_password_change_rules(self, api: Api, client: httpx.AsyncClient) -> None:
         h = await api.user("u6@x.io")
         wrong = await client.post(
-            "/api/v1/users/me/password", json={"current_password": "nope nope", "new_password": "another good one"}, headers=h
+            "/api/v1/users/me/password",
+            json={"current_password": "nope nope", "new_password": "another good one"},
+            headers=h,
         )
         assert wrong.status_code == 401
         weak = await client.post(

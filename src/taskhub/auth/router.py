@@ -27,9 +27,7 @@ Ctx = Annotated[AppContext, Depends(get_context)]
 
 def _token_response(ctx: AppContext, issued: auth_service.IssuedTokens) -> Response:
     response = model_response(
-        TokenPair(
-            access_token=issued.access_token, refresh_token=issued.refresh_token, expires_in=issued.expires_in
-        )
+        TokenPair(access_token=issued.access_token, refresh_token=issued.refresh_token, expires_in=issued.expires_in)
     )
     response.set_cookie(
         REFRESH_COOKIE,
@@ -48,12 +46,8 @@ def _token_response(ctx: AppContext, issued: auth_service.IssuedTokens) -> Respo
 async def register(body: RegisterRequest, session: SessionDep, ctx: Ctx) -> Response:
     """Create an account (no token: log in next)."""
     await ctx.limiter.enforce("auth", "acct:" + normalize_email(body.email))
-    user = await user_service.create_user(
-        session, ctx.hasher, email=body.email, password=body.password, name=body.name
-    )
-    return model_response(
-        UserRead.model_validate(user), status_code=201, headers={"Location": "/api/v1/users/me"}
-    )
+    user = await user_service.create_user(session, ctx.hasher, email=body.email, password=body.password, name=body.name)
+    return model_response(UserRead.model_validate(user), status_code=201, headers={"Location": "/api/v1/users/me"})
 
 
 @router.post("/login", response_model=TokenPair)
@@ -72,9 +66,7 @@ async def login(body: LoginRequest, session: SessionDep, ctx: Ctx) -> Response:
 
 
 @router.post("/token", response_model=TokenPair)
-async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ctx: Ctx
-) -> Response:
+async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ctx: Ctx) -> Response:
     """The same login as an OAuth2 password form (``username`` = email), for the docs' Authorize button."""
     await ctx.limiter.enforce("auth", "acct:" + normalize_email(form.username))
     issued = await auth_service.login(
@@ -89,9 +81,7 @@ async def token(
 
 
 @router.post("/refresh", response_model=TokenPair)
-async def refresh(
-    request: Request, session: SessionDep, ctx: Ctx, body: RefreshRequest | None = None
-) -> Response:
+async def refresh(request: Request, session: SessionDep, ctx: Ctx, body: RefreshRequest | None = None) -> Response:
     """Rotate a refresh token (from the body, else the HttpOnly cookie) into a new pair."""
     presented = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     if not presented:

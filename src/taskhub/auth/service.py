@@ -85,9 +85,7 @@ async def login(
     return await issue_tokens(session, tokens, user, refresh_ttl=refresh_ttl)
 
 
-async def refresh(
-    session: AsyncSession, tokens: TokenCodec, *, refresh_token: str, refresh_ttl: int
-) -> IssuedTokens:
+async def refresh(session: AsyncSession, tokens: TokenCodec, *, refresh_token: str, refresh_ttl: int) -> IssuedTokens:
     """Rotate a refresh token: mark it used, issue a new pair in the same family.
 
     Raises:
@@ -112,9 +110,7 @@ async def refresh(
     return await issue_tokens(session, tokens, user, refresh_ttl=refresh_ttl, family_id=stored.family_id)
 
 
-async def logout(
-    session: AsyncSession, user: User, claims: AccessClaims, *, refresh_token: str | None
-) -> None:
+async def logout(session: AsyncSession, user: User, claims: AccessClaims, *, refresh_token: str | None) -> None:
     """Deny the access token's ``jti`` until it expires and revoke the given refresh token's family.
 
     A refresh token that is unknown or belongs to someone else is ignored (logout still succeeds).

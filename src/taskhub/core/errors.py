@@ -141,9 +141,7 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = list(errors)
-    return Response(
-        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
-    )
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
 
 
 def _request_id(request: Request) -> str | None:

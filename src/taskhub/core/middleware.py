@@ -53,9 +53,7 @@ class BodyGuardMiddleware:
                 await self._reject(scope, send, 400, "Invalid Content-Length header.")
                 return
             if length > self.max:
-                await self._reject(
-                    scope, send, 413, f"The request body is larger than {self.max} bytes."
-                )
+                await self._reject(scope, send, 413, f"The request body is larger than {self.max} bytes.")
                 return
         else:
             length = -1  # chunked or absent
@@ -64,9 +62,7 @@ class BodyGuardMiddleware:
             content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
             has_body = length > 0 or _header(scope, b"transfer-encoding") is not None
             if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
-                await self._reject(
-                    scope, send, 415, "Send the body as JSON with Content-Type: application/json."
-                )
+                await self._reject(scope, send, 415, "Send the body as JSON with Content-Type: application/json.")
                 return
 
         received = 0

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import MovingWindowRateLimiter
-
+from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskhub.core.errors import TooManyRequests, problem_response
@@ -60,7 +59,10 @@ class RateLimiter:
         self, limits_by_scope: dict[str, str], *, storage_url: str | None = None, enabled: bool = True
     ) -> None:
         self._items: dict[str, RateLimitItem] = {k: parse(v) for k, v in limits_by_scope.items()}
-        self.storage: Storage = storage_from_string(storage_url) if storage_url else MemoryStorage()
+        storage = storage_from_string(storage_url) if storage_url else MemoryStorage()
+        if not isinstance(storage, Storage):
+            raise ValueError(f"rate-limit storage {storage_url!r} is not an async (async+...) storage")
+        self.storage: Storage = storage
         self._limiter = MovingWindowRateLimiter(self.storage)
         self.enabled = enabled
 
@@ -92,9 +94,7 @@ class RateLimiter:
         await self.storage.reset()
 
 
-AUTH_PATHS = frozenset(
-    {"/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh", "/api/v1/auth/token"}
-)
+AUTH_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh", "/api/v1/auth/token"})
 
 
 def client_ip(scope: Scope, trusted: Sequence[IPNetwork]) -> str:

@@ -8,10 +8,6 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 
-def model_response(
-    model: BaseModel, *, status_code: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
+def model_response(model: BaseModel, *, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A ``application/json`` response with ``model`` serialized by ``model_dump_json``."""
-    return Response(
-        model.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers
-    )
+    return Response(model.model_dump_json(), status_code=status_code, media_type="application/json", headers=headers)

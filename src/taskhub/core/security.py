@@ -125,9 +125,7 @@ class TokenCodec:
         right after a password change is not mistaken for one issued before it.
         """
         issued = round(now if now is not None else time.time(), 3)
-        claims = AccessClaims(
-            sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=int(issued) + self.ttl
-        )
+        claims = AccessClaims(sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=int(issued) + self.ttl)
         payload: dict[str, Any] = {
             "sub": str(user_id),
             "role": role,

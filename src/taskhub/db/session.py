@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends, Request
-
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -82,9 +81,7 @@ class Database:
         else:
             self.readers = [self.primary]
         self._write_sessions = async_sessionmaker(self.primary, expire_on_commit=False, autoflush=False)
-        self._read_sessions = [
-            async_sessionmaker(e, expire_on_commit=False, autoflush=False) for e in self.readers
-        ]
+        self._read_sessions = [async_sessionmaker(e, expire_on_commit=False, autoflush=False) for e in self.readers]
 
     def session(self, *, readonly: bool = False) -> AsyncSession:
         """A new session on the primary, or on a read engine when ``readonly``."""

@@ -37,8 +37,6 @@ def record(
         "version": version,
         "changes": changes,
     }
-    event = OutboxEvent(
-        event_id=event_id, type=type, aggregate_id=aggregate_id, owner_id=owner_id, payload=payload
-    )
+    event = OutboxEvent(event_id=event_id, type=type, aggregate_id=aggregate_id, owner_id=owner_id, payload=payload)
     session.add(event)
     return event

@@ -132,9 +132,7 @@ async def list_tasks(
     return list((await session.execute(stmt)).scalars())
 
 
-async def count_tasks(
-    session: AsyncSession, query: TaskQuery, *, owner_id: uuid.UUID | None, now: datetime
-) -> int:
+async def count_tasks(session: AsyncSession, query: TaskQuery, *, owner_id: uuid.UUID | None, now: datetime) -> int:
     """How many tasks match ``query``."""
     stmt = select(func.count()).select_from(Task).where(*_filters(session, query, owner_id, now))
     return int((await session.execute(stmt)).scalar_one())

@@ -58,9 +58,7 @@ async def create_task(
 @router.get("", response_model=TaskPage)
 async def list_tasks(query: TaskQueryDep, user: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
     """The caller's tasks, filtered, sorted (ties by id) and paged (offset or keyset)."""
-    body, hit = await task_service.list_page_json(
-        session, user, query, cache=ctx.cache, ttl=ctx.settings.cache_ttl
-    )
+    body, hit = await task_service.list_page_json(session, user, query, cache=ctx.cache, ttl=ctx.settings.cache_ttl)
     return Response(body, media_type="application/json", headers={"X-Cache": "HIT" if hit else "MISS"})
 
 

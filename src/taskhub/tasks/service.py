@@ -152,9 +152,7 @@ async def get_owned(session: AsyncSession, actor: User, task_id: uuid.UUID) -> T
     return task
 
 
-async def _apply(
-    session: AsyncSession, task: Task, values: dict[str, Any], *, cache: ResponseCache
-) -> Task:
+async def _apply(session: AsyncSession, task: Task, values: dict[str, Any], *, cache: ResponseCache) -> Task:
     before = events.snapshot(task)
     was_done = task.status == "done"
     for name, value in values.items():
@@ -265,9 +263,7 @@ def _cursor_for(task: Task, sort: str) -> str:
     return encode_cursor(sort, {"v": value, "id": str(task.id)})
 
 
-async def list_page(
-    session: AsyncSession, query: TaskQuery, *, owner_id: uuid.UUID | None
-) -> TaskPage:
+async def list_page(session: AsyncSession, query: TaskQuery, *, owner_id: uuid.UUID | None) -> TaskPage:
     """One page of tasks: offset mode (``page``, with ``total``) or keyset mode (``cursor``).
 
     ``owner_id`` None lists every user's tasks (admin). Raises: UnprocessableEntity (bad cursor,

@@ -63,9 +63,7 @@ async def list_users(
     stmt = select(User).where(*_user_filters(q))
     if after is not None:
         created, last_id = after
-        stmt = stmt.where(
-            or_(User.created_at < created, and_(User.created_at == created, User.id < last_id))
-        )
+        stmt = stmt.where(or_(User.created_at < created, and_(User.created_at == created, User.id < last_id)))
     stmt = stmt.order_by(User.created_at.desc(), User.id.desc()).limit(limit)
     if offset:
         stmt = stmt.offset(offset)

@@ -149,9 +149,7 @@ async def _ensure_not_last_admin(session: AsyncSession, user: User) -> None:
         raise LastAdmin("The last active admin cannot be demoted, deactivated or deleted.")
 
 
-async def delete_account(
-    session: AsyncSession, hasher: PasswordHasher, user: User, *, current_password: str
-) -> None:
+async def delete_account(session: AsyncSession, hasher: PasswordHasher, user: User, *, current_password: str) -> None:
     """Delete the caller's account and all of its tasks.
 
     Raises:
