@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -17,7 +18,8 @@ from taskhub import __version__
 from taskhub.api import api_router, root_router
 from taskhub.config import Settings
 from taskhub.context import AppContext
-from taskhub.core.cache import MemoryCache, NullCache, ResponseCache
+from taskhub.core.cache import MemoryCache, NullCache, RedisCache, ResponseCache
+from taskhub.core.denylist import DatabaseOnlyDenylist, RedisDenylist, TokenDenylist
 from taskhub.core.errors import install_error_handlers
 from taskhub.core.middleware import BodyGuardMiddleware
 from taskhub.core.observability import RequestIdMiddleware, configure_logging
@@ -37,9 +39,21 @@ Use **Authorize** with your email as *username* to call the endpoints from this 
 
 def build_context(settings: Settings) -> AppContext:
     """Make the shared state for ``settings`` (no network I/O; engines connect lazily)."""
-    # An in-process cache cannot be invalidated across processes: with several workers
-    # and no shared cache, caching is off rather than stale.
-    cache: ResponseCache = NullCache() if settings.cache_ttl <= 0 or settings.workers > 1 else MemoryCache()
+    redis: Redis | None = None
+    cache: ResponseCache
+    denylist: TokenDenylist
+    if settings.redis_url:
+        # Production mode: cache, denylist and rate-limit counters shared by every instance.
+        redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        cache = RedisCache(redis) if settings.cache_ttl > 0 else NullCache()
+        denylist = RedisDenylist(redis)
+        limiter_storage: str | None = "async+" + settings.redis_url
+    else:
+        # An in-process cache cannot be invalidated across processes: with several workers
+        # and no shared cache, caching is off rather than stale.
+        cache = NullCache() if settings.cache_ttl <= 0 or settings.workers > 1 else MemoryCache()
+        denylist = DatabaseOnlyDenylist()
+        limiter_storage = None
     return AppContext(
         settings=settings,
         db=Database(settings),
@@ -61,9 +75,12 @@ def build_context(settings: Settings) -> AppContext:
                 "auth": settings.rate_limit_auth,
                 "user": settings.rate_limit_user,
             },
+            storage_url=limiter_storage,
             enabled=settings.rate_limit_enabled,
         ),
         cache=cache,
+        denylist=denylist,
+        redis=redis,
     )
 
 
@@ -93,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await ctx.db.dispose()
+            if ctx.redis is not None:
+                await ctx.redis.aclose()
 
     app = FastAPI(
         title="Taskhub",

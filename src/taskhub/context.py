@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from taskhub.config import Settings
+from redis.asyncio import Redis
+
 from taskhub.core.cache import ResponseCache
+from taskhub.core.denylist import TokenDenylist
 from taskhub.core.ratelimit import RateLimiter
 from taskhub.core.security import PasswordHasher, TokenCodec
 from taskhub.db.session import Database
@@ -24,6 +27,8 @@ class AppContext:
     tokens: TokenCodec
     limiter: RateLimiter
     cache: ResponseCache
+    denylist: TokenDenylist
+    redis: Redis | None = None
     started_at: float = field(default_factory=time.monotonic)
 
 

@@ -25,7 +25,8 @@ async def current_user(request: Request, session: SessionDep, token: Annotated[s
     """
     if not token:
         raise Unauthorized("Send an access token in the Authorization: Bearer header.")
-    user, claims = await auth_service.authenticate(session, get_context(request).tokens, token)
+    ctx = get_context(request)
+    user, claims = await auth_service.authenticate(session, ctx.tokens, token, denylist=ctx.denylist)
     request.state.claims = claims
     return user
 

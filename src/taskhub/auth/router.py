@@ -99,11 +99,12 @@ async def logout(
     user: CurrentUser,
     session: SessionDep,
     claims: Annotated[AccessClaims, Depends(current_claims)],
+    ctx: Ctx,
     body: LogoutRequest | None = None,
 ) -> Response:
     """Revoke this access token (until it expires) and the refresh token's family."""
     presented = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
-    await auth_service.logout(session, user, claims, refresh_token=presented)
+    await auth_service.logout(session, user, claims, refresh_token=presented, denylist=ctx.denylist)
     response = Response(status_code=204)
     response.delete_cookie(REFRESH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response

@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskhub.auth import repository as auth_repo
 from taskhub.auth.errors import AccountDisabled, InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from taskhub.auth.models import RefreshToken
+from taskhub.core.denylist import TokenDenylist
 from taskhub.core.errors import Unauthorized
 from taskhub.core.security import AccessClaims, PasswordHasher, TokenCodec, hash_token, new_refresh_token
 from taskhub.core.security import normalize_email as _normalize_email
 from taskhub.core.timeutil import new_id, to_utc, utcnow
+from taskhub.db.session import on_commit
 from taskhub.users import repository as user_repo
 from taskhub.users.models import User
 
@@ -110,27 +112,47 @@ async def refresh(session: AsyncSession, tokens: TokenCodec, *, refresh_token: s
     return await issue_tokens(session, tokens, user, refresh_ttl=refresh_ttl, family_id=stored.family_id)
 
 
-async def logout(session: AsyncSession, user: User, claims: AccessClaims, *, refresh_token: str | None) -> None:
+async def logout(
+    session: AsyncSession,
+    user: User,
+    claims: AccessClaims,
+    *,
+    refresh_token: str | None,
+    denylist: TokenDenylist,
+) -> None:
     """Deny the access token's ``jti`` until it expires and revoke the given refresh token's family.
 
     A refresh token that is unknown or belongs to someone else is ignored (logout still succeeds).
     """
     now = utcnow()
     await auth_repo.deny_access_token(session, claims.jti, datetime.fromtimestamp(claims.exp, UTC))
+
+    async def _share() -> None:
+        await denylist.add(claims.jti, claims.exp)
+
+    on_commit(session, _share)
     if refresh_token:
         stored = await auth_repo.get_refresh_token_for_update(session, hash_token(refresh_token))
         if stored is not None and stored.user_id == user.id:
             await auth_repo.revoke_family(session, stored.family_id, now)
 
 
-async def authenticate(session: AsyncSession, tokens: TokenCodec, token: str) -> tuple[User, AccessClaims]:
+async def authenticate(
+    session: AsyncSession, tokens: TokenCodec, token: str, *, denylist: TokenDenylist
+) -> tuple[User, AccessClaims]:
     """Verify an access token and load its user.
+
+    The shared denylist answers first (no database work for a revoked token); the database
+    denylist is checked in the same query that loads the user, so a cache outage never lets a
+    revoked token through.
 
     Raises:
         Unauthorized: bad signature/claims, expired, denied ``jti``, unknown or inactive user, or
             issued before the user's ``tokens_valid_after``.
     """
     claims = tokens.decode(token)
+    if await denylist.contains(claims.jti):
+        raise Unauthorized("The access token has been revoked.")
     found = await user_repo.get_for_auth(session, claims.sub, claims.jti)
     if found is None:
         raise Unauthorized("The access token is no longer valid.")

@@ -11,6 +11,9 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
 
 class ResponseCache(Protocol):
     """What the task list needs from a cache; ``ttl`` in seconds, values are bytes."""
@@ -97,3 +100,115 @@ class NullCache:
 
     async def ping(self) -> bool:
         return True
+
+
+class CircuitBreaker:
+    """Skips calls to a dependency for ``cooldown`` seconds after a failure, so an outage costs
+    one timeout per cooldown instead of one per request."""
+
+    def __init__(self, cooldown: float = 2.0) -> None:
+        self.cooldown = cooldown
+        self._open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        """True while calls should be skipped."""
+        return time.monotonic() < self._open_until
+
+    def trip(self) -> None:
+        """Record a failure: skip calls for ``cooldown`` seconds."""
+        self._open_until = time.monotonic() + self.cooldown
+
+    def reset(self) -> None:
+        """Record a success."""
+        self._open_until = 0.0
+
+
+class RedisCache:
+    """The response cache in Redis, shared by every instance.
+
+    Failures never raise: reads miss, writes are skipped, and invalidations that could not be
+    delivered are kept and replayed before this instance reads from Redis again (so a user who
+    wrote during an outage does not get pre-outage pages afterwards from this instance).
+
+    Args:
+        client: a ``redis.asyncio.Redis``. namespace: key prefix.
+    """
+
+    def __init__(self, client: Redis, *, namespace: str = "taskhub") -> None:
+        self.client = client
+        self.ns = namespace
+        self.breaker = CircuitBreaker()
+        self._pending: set[str] = set()
+        self.hits = 0
+        self.misses = 0
+
+    def _gen_key(self, user: str) -> str:
+        return f"{self.ns}:gen:{user}"
+
+    async def _usable(self) -> bool:
+        if self.breaker.is_open:
+            return False
+        if self._pending:
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for user in self._pending:
+                    pipe.incr(self._gen_key(user))
+                await pipe.execute()
+                self._pending.clear()
+            except RedisError:
+                self.breaker.trip()
+                return False
+        return True
+
+    async def generation(self, user: str) -> int | None:
+        if not await self._usable():
+            return None
+        try:
+            value = await self.client.get(self._gen_key(user))
+        except RedisError:
+            self.breaker.trip()
+            return None
+        return int(value) if value is not None else 0
+
+    async def get(self, key: str) -> bytes | None:
+        if not await self._usable():
+            self.misses += 1
+            return None
+        try:
+            value = await self.client.get(f"{self.ns}:{key}")
+        except RedisError:
+            self.breaker.trip()
+            value = None
+        if value is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value if isinstance(value, bytes) else value.encode()
+
+    async def set(self, key: str, value: bytes, ttl: int) -> None:
+        if ttl <= 0 or not await self._usable():
+            return
+        try:
+            await self.client.set(f"{self.ns}:{key}", value, ex=ttl)
+        except RedisError:
+            self.breaker.trip()
+
+    async def invalidate(self, user: str) -> None:
+        if self.breaker.is_open:
+            self._pending.add(user)
+            return
+        try:
+            await self.client.incr(self._gen_key(user))
+        except RedisError:
+            self.breaker.trip()
+            self._pending.add(user)
+
+    async def ping(self) -> bool:
+        try:
+            ok = bool(await self.client.ping())
+        except RedisError:
+            self.breaker.trip()
+            return False
+        self.breaker.reset()
+        return ok

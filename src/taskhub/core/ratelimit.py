@@ -14,13 +14,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import structlog
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskhub.core.cache import CircuitBreaker
 from taskhub.core.errors import TooManyRequests, problem_response
+
+log = structlog.get_logger("taskhub.ratelimit")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -47,7 +51,10 @@ class RateLimitResult:
 
 
 class RateLimiter:
-    """Named limits over one storage. ``storage_url`` None means in-process memory.
+    """Named limits over one storage: in-process memory, or Redis shared by every instance.
+
+    When the shared storage fails, counting continues in an in-process fallback (per instance)
+    until it answers again: an outage loosens limits by the number of instances, never removes them.
 
     Args:
         limits_by_scope: scope name -> a ``limits`` string such as ``"10 per minute"``.
@@ -59,22 +66,48 @@ class RateLimiter:
         self, limits_by_scope: dict[str, str], *, storage_url: str | None = None, enabled: bool = True
     ) -> None:
         self._items: dict[str, RateLimitItem] = {k: parse(v) for k, v in limits_by_scope.items()}
-        storage = storage_from_string(storage_url) if storage_url else MemoryStorage()
-        if not isinstance(storage, Storage):
-            raise ValueError(f"rate-limit storage {storage_url!r} is not an async (async+...) storage")
-        self.storage: Storage = storage
-        self._limiter = MovingWindowRateLimiter(self.storage)
+        self._fallback = MovingWindowRateLimiter(MemoryStorage())
+        self.shared = storage_url is not None
+        if storage_url:
+            storage = storage_from_string(
+                storage_url, implementation="redispy", socket_timeout=0.5, socket_connect_timeout=0.5
+            )
+            if not isinstance(storage, Storage):
+                raise ValueError(f"rate-limit storage {storage_url!r} is not an async (async+...) storage")
+            self.storage: Storage = storage
+            self._limiter = MovingWindowRateLimiter(storage)
+        else:
+            self.storage = self._fallback.storage
+            self._limiter = self._fallback
+        self.breaker = CircuitBreaker()
         self.enabled = enabled
+        self.rejections = 0
+
+    async def _hit(
+        self, limiter: MovingWindowRateLimiter, item: RateLimitItem, scope: str, key: str
+    ) -> RateLimitResult:
+        allowed = await limiter.hit(item, scope, key)
+        stats = await limiter.get_window_stats(item, scope, key)
+        reset_after = max(0, math.ceil(stats.reset_time - time.time()))
+        return RateLimitResult(allowed, item.amount, max(0, stats.remaining), reset_after)
 
     async def hit(self, scope: str, key: str) -> RateLimitResult:
         """Count one request for ``key`` under ``scope``; never raises for a rejection."""
         item = self._items[scope]
         if not self.enabled:
             return RateLimitResult(True, item.amount, item.amount, 0)
-        allowed = await self._limiter.hit(item, scope, key)
-        stats = await self._limiter.get_window_stats(item, scope, key)
-        reset_after = max(0, math.ceil(stats.reset_time - time.time()))
-        return RateLimitResult(allowed, item.amount, max(0, stats.remaining), reset_after)
+        result: RateLimitResult | None = None
+        if self.shared and not self.breaker.is_open:
+            try:
+                result = await self._hit(self._limiter, item, scope, key)
+            except Exception:  # storage errors differ by client library; any of them means "down"
+                self.breaker.trip()
+                log.warning("rate_limit_storage_down", exc_info=True)
+        if result is None:
+            result = await self._hit(self._fallback, item, scope, key)
+        if not result.allowed:
+            self.rejections += 1
+        return result
 
     async def enforce(self, scope: str, key: str) -> RateLimitResult:
         """Like :meth:`hit`, but raises when rejected.
@@ -92,6 +125,7 @@ class RateLimiter:
     async def reset(self) -> None:
         """Forget every counter (tests)."""
         await self.storage.reset()
+        await self._fallback.storage.reset()
 
 
 AUTH_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh", "/api/v1/auth/token"})
