@@ -23,6 +23,7 @@ async def test_ready_checks_database(client: httpx.AsyncClient) -> None:
     assert body["status"] == "ok"
     assert body["checks"]["database"]["ok"] is True
     assert body["checks"]["database"]["latency_ms"] >= 0
+    assert body["checks"]["cache"] == {"ok": True, "backend": "in-process"}
 
 
 async def test_ready_503_when_database_down(app_factory: object, settings_factory: object, tmp_path: object) -> None:

@@ -41,7 +41,13 @@ async def ready(request: Request) -> Response:
     if ctx.settings.redis_url:
         start = time.perf_counter()
         ok = await ctx.cache.ping()
-        checks["cache"] = {"ok": ok, "latency_ms": round((time.perf_counter() - start) * 1000, 2)}
+        checks["cache"] = {
+            "ok": ok,
+            "backend": "redis",
+            "latency_ms": round((time.perf_counter() - start) * 1000, 2),
+        }
+    else:
+        checks["cache"] = {"ok": True, "backend": "in-process"}
     all_ok = all(c["ok"] for c in checks.values())
     return Response(
         orjson.dumps({"status": "ok" if all_ok else "unavailable", "checks": checks}),
