@@ -1,0 +1,155 @@
+// HTTP client for /api/v1: the access token lives only in this module's memory.
+// The refresh token is an HttpOnly cookie the browser sends to /api/v1/auth by itself.
+
+const BASE = "/api/v1";
+
+let accessToken = null;
+let refreshInFlight = null;
+let sessionEnded = () => {};
+
+/** An error answer (problem details) or a network failure (status 0). */
+export class ApiError extends Error {
+  constructor(status, problem, message) {
+    super(message || (problem && (problem.detail || problem.title)) || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem || null;
+  }
+
+  /** The 422 `errors` list as [{field, msg}], `field` being the last name in `loc` under "body". */
+  fieldErrors() {
+    const errors = (this.problem && Array.isArray(this.problem.errors)) ? this.problem.errors : [];
+    return errors.map((e) => {
+      const loc = Array.isArray(e.loc) ? e.loc : [];
+      const field = loc[0] === "body" && typeof loc[1] === "string" ? loc[1] : null;
+      return { field, msg: String(e.msg || "is not valid"), loc };
+    });
+  }
+}
+
+export const NETWORK_MESSAGE = "Could not reach the server. Check your connection and try again.";
+
+/** Called with a message when the session cannot be renewed (the app shows the sign-in screen). */
+export function onSessionEnded(fn) {
+  sessionEnded = fn;
+}
+
+export function isSignedIn() {
+  return accessToken !== null;
+}
+
+export function forgetSession() {
+  accessToken = null;
+}
+
+async function parseBody(res) {
+  if (res.status === 204 || res.status === 304) return null;
+  const type = res.headers.get("Content-Type") || "";
+  if (type.includes("json")) {
+    try {
+      return await res.json();
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+async function rawFetch(url, init) {
+  try {
+    return await fetch(url, { credentials: "same-origin", cache: "no-store", ...init });
+  } catch {
+    throw new ApiError(0, null, NETWORK_MESSAGE);
+  }
+}
+
+async function runRefresh() {
+  const res = await rawFetch(BASE + "/auth/refresh", {
+    method: "POST",
+    headers: { Accept: "application/json" },
+  });
+  const body = await parseBody(res);
+  if (res.ok && body && typeof body.access_token === "string") {
+    accessToken = body.access_token;
+    return true;
+  }
+  accessToken = null;
+  if (res.status === 401 || res.status === 403) return false;
+  throw new ApiError(res.status, body);
+}
+
+/**
+ * Renew the access token from the refresh cookie. Resolves true (renewed) or false (no valid session).
+ *
+ * The refresh token rotates on every use and presenting a used one revokes the whole login family,
+ * so two refreshes must never race: one promise is shared inside this tab, and the Web Locks API
+ * serializes tabs of the same origin (the second tab then presents the already-rotated cookie).
+ */
+export function refreshSession() {
+  if (!refreshInFlight) {
+    const locked = navigator.locks && navigator.locks.request
+      ? navigator.locks.request("taskhub-refresh", runRefresh)
+      : runRefresh();
+    refreshInFlight = locked.finally(() => {
+      refreshInFlight = null;
+    });
+  }
+  return refreshInFlight;
+}
+
+/**
+ * Call the API. Returns {data, headers, status}; throws ApiError on a non-2xx answer.
+ * On 401 the access token is renewed once (shared refresh) and the request is sent again.
+ */
+export async function request(method, path, { json, headers = {}, auth = true, query } = {}) {
+  let url = BASE + path;
+  if (query) {
+    const qs = query instanceof URLSearchParams ? query.toString() : new URLSearchParams(query).toString();
+    if (qs) url += "?" + qs;
+  }
+  const send = () => {
+    const h = { Accept: "application/json", ...headers };
+    const init = { method, headers: h };
+    if (json !== undefined) {
+      h["Content-Type"] = "application/json";
+      init.body = JSON.stringify(json);
+    }
+    if (auth && accessToken) h.Authorization = "Bearer " + accessToken;
+    return rawFetch(url, init);
+  };
+
+  const tokenSent = accessToken;
+  let res = await send();
+  if (res.status === 401 && auth) {
+    // Another request may already have renewed the token while this one was in flight.
+    const renewed = accessToken !== null && accessToken !== tokenSent ? true : await refreshSession();
+    if (renewed) res = await send();
+    if (!renewed || res.status === 401) {
+      accessToken = null;
+      const message = "Your session has ended. Please sign in again.";
+      sessionEnded(message);
+      throw new ApiError(401, await parseBody(res), message);
+    }
+  }
+  const data = await parseBody(res);
+  if (!res.ok) throw new ApiError(res.status, data);
+  return { data, headers: res.headers, status: res.status };
+}
+
+export async function login(email, password) {
+  const { data } = await request("POST", "/auth/login", { json: { email, password }, auth: false });
+  // The body also carries the refresh token; it is deliberately ignored: the HttpOnly cookie has it.
+  accessToken = data.access_token;
+}
+
+export async function register(name, email, password) {
+  const { data } = await request("POST", "/auth/register", { json: { name, email, password }, auth: false });
+  return data;
+}
+
+export async function logout() {
+  try {
+    await request("POST", "/auth/logout");
+  } finally {
+    accessToken = null;
+  }
+}

@@ -1,0 +1,153 @@
+// DOM helpers. All user data goes through textContent / attributes, never innerHTML.
+
+export const $ = (id) => document.getElementById(id);
+
+/**
+ * Create an element: h("li", {class: "task", dataset: {id}, onclick: fn}, child, "text", ...).
+ * Strings become text nodes; null/false children are skipped.
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+export function clear(el) {
+  el.replaceChildren();
+}
+
+/** Show a message in words next to what caused it; kind: "success" | "error" | "info". */
+export function say(el, text, kind = "info") {
+  el.textContent = text || "";
+  el.classList.remove("msg-success", "msg-error", "msg-info");
+  if (text) el.classList.add("msg-" + kind);
+}
+
+/** Put each 422 field message next to its control; returns the first invalid control (or null). */
+export function showFieldErrors(form, prefix, fieldErrors) {
+  clearFieldErrors(form);
+  let first = null;
+  const unplaced = [];
+  for (const { field, msg } of fieldErrors) {
+    const slot = field ? document.getElementById(`${prefix}-${field}-error`) : null;
+    if (!slot) {
+      unplaced.push(field ? `${field}: ${msg}` : msg);
+      continue;
+    }
+    slot.textContent = slot.textContent ? slot.textContent + " " + capitalize(msg) : capitalize(msg);
+    const control = form.querySelector(`[aria-describedby~="${slot.id}"]`);
+    if (control) {
+      control.setAttribute("aria-invalid", "true");
+      if (!first) first = control;
+    }
+  }
+  return { first, unplaced };
+}
+
+export function clearFieldErrors(form) {
+  for (const slot of form.querySelectorAll(".field-error")) slot.textContent = "";
+  for (const control of form.querySelectorAll("[aria-invalid]")) control.removeAttribute("aria-invalid");
+}
+
+export function capitalize(text) {
+  return text ? text.charAt(0).toUpperCase() + text.slice(1) : text;
+}
+
+/** Ask for confirmation in the page's <dialog>; resolves true when confirmed. */
+export function confirmDialog({ title, text, confirmLabel = "Delete" }) {
+  const dialog = $("confirm-dialog");
+  const ok = $("confirm-ok");
+  const cancel = $("confirm-cancel");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  ok.textContent = confirmLabel;
+  const opener = document.activeElement;
+  return new Promise((resolve) => {
+    const done = (value) => {
+      ok.removeEventListener("click", onOk);
+      cancel.removeEventListener("click", onCancel);
+      dialog.removeEventListener("close", onClose);
+      if (dialog.open) dialog.close();
+      if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
+      resolve(value);
+    };
+    const onOk = () => done(true);
+    const onCancel = () => done(false);
+    const onClose = () => done(false);
+    ok.addEventListener("click", onOk);
+    cancel.addEventListener("click", onCancel);
+    dialog.addEventListener("close", onClose);
+    dialog.showModal();
+    cancel.focus();
+  });
+}
+
+export const STATUS_LABELS = { todo: "To do", in_progress: "In progress", done: "Done" };
+export const PRIORITY_LABELS = { low: "Low", medium: "Medium", high: "High" };
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+
+/** An API datetime (UTC, "Z") shown in the person's own time zone. */
+export function formatDateTime(iso) {
+  return iso ? dateFormat.format(new Date(iso)) : "";
+}
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+/** "2026-12-24T17:00" from <input type=datetime-local> -> "2026-12-24T17:00:00+01:00" (local offset). */
+export function localInputToRfc3339(value) {
+  if (!value) return null;
+  const date = new Date(value); // a date-time string without offset is local time
+  if (Number.isNaN(date.getTime())) return undefined;
+  const offset = -date.getTimezoneOffset();
+  const sign = offset >= 0 ? "+" : "-";
+  const abs = Math.abs(offset);
+  return (
+    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+    `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}` +
+    `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
+  );
+}
+
+/** An API datetime -> the value of a <input type=datetime-local> in local time. */
+export function rfc3339ToLocalInput(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+export function timeZoneName() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  } catch {
+    return "local time";
+  }
+}
+
+/** Human text for an ApiError (or any error) when no field can be blamed. */
+export function describeError(err, fallback = "Something went wrong.") {
+  if (!err) return fallback;
+  if (err.status === 0) return err.message;
+  if (err.status === 429) return "Too many requests. Wait a moment and try again.";
+  const p = err.problem;
+  if (p && (p.detail || p.title)) return String(p.detail || p.title);
+  return err.message || fallback;
+}

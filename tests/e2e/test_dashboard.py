@@ -1,0 +1,389 @@
+"""The dashboard in a real Chromium against a real ``taskhub serve`` (see conftest.py)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, PageProbe, Server, watch
+
+pytestmark = pytest.mark.e2e
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    page.locator("#signin-email").fill(email)
+    page.locator("#signin-password").fill(password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def open_signed_in(page: Page, server: Server, email: str, password: str = PASSWORD) -> None:
+    page.goto(server.url + "/")
+    expect(page.locator("#signin-heading")).to_be_visible()
+    sign_in(page, email, password)
+    expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome back!")
+
+
+def item(page: Page, title: str) -> Any:
+    return page.locator("#task-list > li").filter(has=page.locator(".task-title", has_text=re.compile(f"^{re.escape(title)}$")))
+
+
+
+def create_task(
+    page: Page,
+    title: str,
+    *,
+    description: str = "",
+    priority: str | None = None,
+    due: str | None = None,
+    tags: str = "",
+) -> None:
+    if page.locator("#editor").is_hidden():
+        page.get_by_role("button", name="New task").click()
+    expect(page.locator("#editor-heading")).to_have_text("New task")
+    page.get_by_label("Title", exact=True).fill(title)
+    page.locator("#task-description").fill(description)
+    if priority:
+        page.locator("#task-priority").select_option(priority)
+    if due:
+        page.locator("#task-due").fill(due)
+    page.locator("#task-tags").fill(tags)
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#task-form-msg")).to_have_text(f"Created “{title}”. Add another, or close the form.")
+    expect(item(page, title)).to_have_count(1)
+
+
+# ---- scenarios -----------------------------------------------------------------------------------
+
+
+def test_user_journey(server: Server, page: Page, probe: PageProbe, shots: Callable[..., None]) -> None:
+    """Sign up, sign in, create, edit, filter, complete, delete, reload (still signed in), sign out."""
+    page.goto(server.url + "/")
+    expect(page.locator("#signin-heading")).to_be_visible()
+    assert page.title() == "Sign in · Taskhub"
+    shots(page, "signin")
+
+    # sign up
+    page.get_by_role("button", name="Create an account").click()
+    page.get_by_label("Name", exact=True).fill("Ann Example")
+    page.locator("#signup-email").fill("ann@example.com")
+    page.locator("#signup-password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#auth-msg")).to_have_text(
+        "Account created for ann@example.com. Sign in with your new password."
+    )
+    expect(page.locator("#signin-email")).to_have_value("ann@example.com")
+
+    # a wrong password is said in words next to the form
+    page.locator("#signin-password").fill("not the password")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#signin-msg")).to_have_text("The email or password is incorrect.")
+
+    # sign in
+    sign_in(page, "ann@example.com")
+    expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome back!")
+    expect(page.locator("#whoami")).to_have_text("Ann Example (ann@example.com)")
+    expect(page.locator("#nav-admin")).to_be_hidden()
+    expect(page.locator("#empty-title")).to_have_text("No tasks yet")
+    expect(page.locator("#empty-action")).to_have_text("Create a task")
+    shots(page, "tasks-empty")
+
+    # create three tasks (the due date is typed in the person's own zone: Europe/Berlin, UTC+1)
+    create_task(page, "Write the report", priority="high", due="2026-12-24T17:00", tags="Work, urgent, work")
+    create_task(page, "Buy milk", priority="low")
+    create_task(page, "Call the plumber", description="Kitchen sink leaks", tags="home")
+    page.get_by_role("button", name="Close").click()
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(page.locator("#task-list .task-title")).to_have_text(["Call the plumber", "Buy milk", "Write the report"])
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 3 tasks")
+    report = item(page, "Write the report")
+    expect(report.locator(".due")).to_have_text("Due Dec 24, 2026, 5:00 PM")
+    expect(report.locator(".tag")).to_have_text(["work", "urgent"])
+    expect(report.locator(".badge").first).to_have_text("To do")
+
+    token = server.token("ann@example.com")
+    stored = {t["title"]: t for t in server.tasks(token)["items"]}
+    assert stored["Write the report"]["due_date"] == "2026-12-24T16:00:00Z"
+    assert stored["Write the report"]["tags"] == ["work", "urgent"]
+    assert stored["Write the report"]["priority"] == "high"
+    assert stored["Call the plumber"]["description"] == "Kitchen sink leaks"
+
+    # edit one: the form is filled with the task, in local time
+    item(page, "Buy milk").get_by_role("button", name="Edit").click()
+    expect(page.locator("#editor-heading")).to_have_text("Edit task")
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Buy milk")
+    expect(page.locator("#task-priority")).to_have_value("low")
+    page.get_by_label("Title", exact=True).fill("Buy oat milk")
+    page.locator("#task-status").select_option("in_progress")
+    page.locator("#task-due").fill("2026-12-01T09:30")
+    page.locator("#task-tags").fill("shop")
+    shots(page, "edit")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#list-msg")).to_have_text("Saved “Buy oat milk”.")
+    expect(page.locator("#editor")).to_be_hidden()
+    edited = item(page, "Buy oat milk")
+    expect(edited.locator(".task-msg")).to_have_text("Changes saved.")
+    expect(edited.locator(".badge").first).to_have_text("In progress")
+    expect(edited.locator(".due")).to_have_text("Due Dec 1, 2026, 9:30 AM")
+    stored = {t["title"]: t for t in server.tasks(token)["items"]}
+    assert stored["Buy oat milk"]["due_date"] == "2026-12-01T08:30:00Z"
+    assert stored["Buy oat milk"]["status"] == "in_progress"
+    assert stored["Buy oat milk"]["version"] == 2
+
+    # filter by priority, then search, then clear
+    page.get_by_label("Priority", exact=True).first.select_option("high")
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 1 task")
+    expect(page.locator("#task-list .task-title")).to_have_text(["Write the report"])
+    assert "priority=high" in page.url
+    page.locator("#filter-priority").select_option("")
+    page.get_by_label("Search", exact=True).fill("SINK")  # searches the description too, case-insensitively
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 1 task")
+    expect(page.locator("#task-list .task-title")).to_have_text(["Call the plumber"])
+    page.get_by_label("Search", exact=True).fill("nothing like this")
+    expect(page.locator("#empty-title")).to_have_text("No tasks match these filters")
+    page.locator("#empty-action").click()
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 3 tasks")
+    page.locator("#filter-sort").select_option("-priority")
+    expect(page.locator("#task-list .task-title")).to_have_text(["Write the report", "Call the plumber", "Buy oat milk"])
+
+    # complete one
+    item(page, "Write the report").get_by_role("button", name="Mark done").click()
+    done = item(page, "Write the report")
+    expect(done.locator(".task-msg")).to_have_text("Marked as done.")
+    expect(done.locator(".badge").first).to_have_text("Done")
+    expect(done.get_by_role("button", name="Reopen")).to_be_visible()
+
+    # the stats chart follows the writes
+    expect(page.locator("#stat-total")).to_have_text("3")
+    expect(page.locator("#stat-week")).to_have_text("1")
+    expect(page.locator(".chart").first.locator(".bar-value")).to_have_text(["1", "1", "1"])
+    expect(page.locator(".chart").nth(1).locator(".bar-value")).to_have_text(["1", "1", "1"])
+    assert page.locator(".bar[data-key=done] .bar-fill").evaluate("e => e.style.width") == "100%"
+    shots(page, "tasks")
+    shots(page, "stats", "#stats")
+
+    # delete one, with a confirmation in a <dialog>: cancel first, then confirm
+    item(page, "Call the plumber").get_by_role("button", name="Delete").click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#confirm-text")).to_have_text("“Call the plumber” will be deleted. This cannot be undone.")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(item(page, "Call the plumber").locator(".task-msg")).to_have_text("Not deleted.")
+    item(page, "Call the plumber").get_by_role("button", name="Delete").click()
+    dialog.get_by_role("button", name="Delete task").click()
+    expect(page.locator("#list-msg")).to_have_text("Deleted “Call the plumber”.")
+    expect(item(page, "Call the plumber")).to_have_count(0)
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 2 tasks")
+    expect(page.locator("#stat-total")).to_have_text("2")
+
+    # reload: still signed in (refresh cookie), the filters survive in the URL, one refresh call
+    before = probe.count("POST", "/api/v1/auth/refresh")
+    page.reload()
+    expect(page.locator("#whoami")).to_have_text("Ann Example (ann@example.com)")
+    expect(page.locator("#task-list .task-title")).to_have_text(["Write the report", "Buy oat milk"])
+    expect(page.locator("#filter-sort")).to_have_value("-priority")
+    assert probe.count("POST", "/api/v1/auth/refresh") == before + 1
+
+    # sign out: the cookie is gone, so a reload shows the sign-in screen
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#auth-msg")).to_have_text("You have signed out.")
+    expect(page.locator("#signin-heading")).to_be_visible()
+    page.reload()
+    expect(page.locator("#signin-heading")).to_be_visible()
+    expect(page.locator("#topbar")).to_be_hidden()
+    assert probe.dialogs == []
+    assert probe.errors == []
+
+
+def test_validation_error_names_the_field_and_keeps_the_input(
+    server: Server, page: Page, probe: PageProbe, shots: Callable[..., None]
+) -> None:
+    server.register("val@example.com", "Val")
+    open_signed_in(page, server, "val@example.com")
+    page.get_by_role("button", name="New task").click()
+    # The browser's own checks let a whitespace-only title through; the API answers 422.
+    page.get_by_label("Title", exact=True).fill("   ")
+    page.locator("#task-description").fill("Keep this text")
+    page.locator("#task-priority").select_option("high")
+    page.locator("#task-due").fill("2026-12-31T23:45")
+    page.locator("#task-tags").fill("alpha, beta")
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#task-title-error")).to_have_text("Must be 1..200 characters after trimming")
+    expect(page.locator("#task-form-msg")).to_have_text("Check the highlighted field.")
+    expect(page.get_by_label("Title", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Title", exact=True)).to_be_focused()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("   ")
+    expect(page.locator("#task-description")).to_have_value("Keep this text")
+    expect(page.locator("#task-priority")).to_have_value("high")
+    expect(page.locator("#task-due")).to_have_value("2026-12-31T23:45")
+    expect(page.locator("#task-tags")).to_have_value("alpha, beta")
+    shots(page, "edit-error")
+
+    # 21 tags: the message lands next to the tags field
+    page.get_by_label("Title", exact=True).fill("Tagged")
+    page.locator("#task-tags").fill(", ".join(f"t{i}" for i in range(21)))
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#task-tags-error")).to_have_text("At most 20 tags")
+    expect(page.locator("#task-title-error")).to_be_hidden()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Tagged")
+
+    # fixing it clears the messages and creates the task
+    page.locator("#task-tags").fill("alpha")
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#task-form-msg")).to_have_text("Created “Tagged”. Add another, or close the form.")
+    expect(page.locator("#task-tags-error")).to_be_hidden()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("")
+    assert probe.errors == []
+
+
+def test_user_text_is_rendered_as_text(server: Server, page: Page, probe: PageProbe) -> None:
+    server.register("mallory@example.com", "<b>Mallory</b>")
+    open_signed_in(page, server, "mallory@example.com")
+    evil = "<img src=x onerror=alert(1)>"
+    create_task(page, evil, description="<script>alert(2)</script>", tags="<i>x</i>")
+    row = item(page, evil)
+    expect(row.locator(".task-title")).to_have_text(evil)
+    expect(row.locator(".task-desc")).to_have_text("<script>alert(2)</script>")
+    expect(row.locator(".tag")).to_have_text("<i>x</i>")
+    expect(page.locator("#whoami")).to_have_text("<b>Mallory</b> (mallory@example.com)")
+    assert page.locator("#task-list img, #task-list script, #task-list i, #topbar b").count() == 0
+    # the confirmation dialog shows it as text too
+    row.get_by_role("button", name="Delete").click()
+    expect(page.locator("#confirm-text")).to_have_text(f"“{evil}” will be deleted. This cannot be undone.")
+    page.locator("#confirm-dialog").get_by_role("button", name="Cancel").click()
+    page.wait_for_timeout(200)
+    assert probe.dialogs == []
+    assert probe.errors == []
+
+
+def test_one_refresh_for_concurrent_401s_and_other_tab_changes_show_up(
+    server: Server, context: Any, page: Page, probe: PageProbe
+) -> None:
+    server.register("tabs@example.com", "Tabs")
+    open_signed_in(page, server, "tabs@example.com")
+    expect(page.locator("#empty-title")).to_have_text("No tasks yet")
+
+    # The next list and stats calls (sent together) both answer 401 once, as with an expired token.
+    failed: set[str] = set()
+
+    def expire_once(route: Any) -> None:
+        key = route.request.url.split("?")[0]
+        if key not in failed:
+            failed.add(key)
+            route.fulfill(status=401, content_type="application/problem+json", body='{"status": 401}')
+        else:
+            route.continue_()
+
+    page.route(re.compile(r".*/api/v1/tasks(/stats)?(\?.*)?$"), expire_once)
+    before = probe.count("POST", "/api/v1/auth/refresh")
+
+    # A second tab of the same profile signs in from the shared cookie and creates a task.
+    other = context.new_page()
+    other_probe = watch(other)
+    other.goto(server.url + "/")
+    expect(other.locator("#whoami")).to_have_text("Tabs (tabs@example.com)")
+    create_task(other, "Made in the other tab")
+
+    # Back in the first tab: becoming visible re-fetches; both 401s share one refresh, then retry.
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(item(page, "Made in the other tab")).to_have_count(1)
+    expect(page.locator("#stat-total")).to_have_text("1")
+    assert failed == {server.url + "/api/v1/tasks", server.url + "/api/v1/tasks/stats"}
+    assert probe.count("POST", "/api/v1/auth/refresh") == before + 1
+    expect(page.locator("#signin-heading")).to_be_hidden()
+
+    # Both tabs still hold a live session (no refresh-token reuse revoked the family).
+    other.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(other.locator("#page-info")).to_have_text("Page 1 of 1 · 1 task")
+    page.reload()
+    expect(page.locator("#whoami")).to_have_text("Tabs (tabs@example.com)")
+    assert probe.errors == [] and other_probe.errors == []
+
+
+def test_paging(server: Server, page: Page) -> None:
+    server.register("pager@example.com", "Pager")
+    token = server.token("pager@example.com")
+    for i in range(12):
+        server.create_task(token, title=f"Task {i:02d}")
+    open_signed_in(page, server, "pager@example.com")
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 2 · 12 tasks")
+    expect(page.locator("#task-list > li")).to_have_count(10)
+    expect(page.get_by_role("button", name="Previous")).to_be_disabled()
+    page.get_by_role("button", name="Next").click()
+    expect(page.locator("#page-info")).to_have_text("Page 2 of 2 · 12 tasks")
+    expect(page.locator("#task-list .task-title")).to_have_text(["Task 01", "Task 00"])
+    expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    assert page.url.endswith("#/tasks?page=2")
+    page.reload()
+    expect(page.locator("#page-info")).to_have_text("Page 2 of 2 · 12 tasks")
+    # deleting the last tasks of the last page moves to the page before
+    for title in ("Task 01", "Task 00"):
+        item(page, title).get_by_role("button", name="Delete").click()
+        page.locator("#confirm-dialog").get_by_role("button", name="Delete task").click()
+        expect(page.locator("#list-msg")).to_have_text(f"Deleted “{title}”.")
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 10 tasks")
+
+
+def test_admin_deactivates_a_user(server: Server, page: Page, probe: PageProbe, shots: Callable[..., None]) -> None:
+    bob = server.register("bob@example.com", "Bob Builder")
+    server.create_task(server.token("bob@example.com"), title="Bob's secret plan", priority="high")
+
+    # a plain user is kept off the admin page
+    open_signed_in(page, server, "bob@example.com")
+    page.goto(server.url + "/#/admin")
+    expect(page.locator("#topbar-msg")).to_have_text("The admin page is only for administrators.")
+    expect(page.locator("#tasks-heading")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#auth-msg")).to_have_text("You have signed out.")
+
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    expect(page.locator("#nav-admin")).to_be_visible()
+    page.get_by_role("link", name="Admin").click()
+    expect(page.locator("#admin-heading")).to_be_visible()
+    assert page.title() == "Administration · Taskhub"
+    bob_row = page.locator(f"#users-body tr[data-id='{bob['id']}']")
+    expect(bob_row.locator("td").nth(0)).to_have_text("Bob Builder")
+    expect(bob_row.locator("td").nth(2)).to_have_text("User")
+    expect(bob_row.locator("td").nth(3)).to_have_text("Active")
+    me_row = page.locator("#users-body tr[data-email='admin@example.com']")
+    expect(me_row.locator("td").nth(0)).to_have_text("Admin (you)")
+    task_row = page.locator("#alltasks-body tr").filter(has_text="Bob's secret plan")
+    expect(task_row.locator("td")).to_have_text(["Bob's secret plan", "bob@example.com", "To do", "High", "—"])
+    shots(page, "admin")
+
+    # search, then deactivate Bob
+    page.get_by_label("Search by email or name").fill("bob")
+    page.locator("#users-search").get_by_role("button", name="Search").click()
+    expect(page.locator("#users-body tr")).to_have_count(1)
+    bob_row.get_by_role("button", name="Deactivate: bob@example.com").click()
+    expect(bob_row.locator(".row-msg")).to_have_text("bob@example.com was deactivated; their sessions have ended.")
+    expect(bob_row.locator("td").nth(3)).to_have_text("Deactivated")
+    expect(bob_row.get_by_role("button", name="Activate: bob@example.com")).to_be_visible()
+
+    # the last admin cannot deactivate themselves: the 409 is said in the row
+    page.get_by_label("Search by email or name").fill("admin@")
+    page.locator("#users-search").get_by_role("button", name="Search").click()
+    me_row.get_by_role("button", name="Deactivate: admin@example.com").click()
+    expect(me_row.locator(".row-msg")).to_have_text(
+        "Not changed: The last active admin cannot be demoted, deactivated or deleted."
+    )
+
+    # Bob can no longer sign in, and is told why
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "bob@example.com")
+    expect(page.locator("#signin-msg")).to_have_text(
+        "This account has been deactivated. Ask an administrator to reactivate it."
+    )
+    with httpx.Client(base_url=server.url) as c:
+        r = c.post("/api/v1/auth/login", json={"email": "bob@example.com", "password": PASSWORD})
+        assert r.status_code == 403
+    assert probe.dialogs == []
+    assert probe.errors == []
