@@ -11,6 +11,7 @@ Rules and their sources:
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 import unicodedata
@@ -124,7 +125,7 @@ class TokenCodec:
         ``iat`` carries milliseconds (RFC 7519 NumericDate may be non-integer), so a token issued
         right after a password change is not mistaken for one issued before it.
         """
-        issued = round(now if now is not None else time.time(), 3)
+        issued = math.floor((now if now is not None else time.time()) * 1000) / 1000
         claims = AccessClaims(sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=int(issued) + self.ttl)
         payload: dict[str, Any] = {
             "sub": str(user_id),
