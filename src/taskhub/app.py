@@ -153,5 +153,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, access_log_enabled=settings.access_log)
     return app

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     idempotency_ttl: int = Field(default=86_400, ge=1)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
+    access_log: bool = True
     admin_password: str | None = None
     # Argon2id cost, OWASP Password Storage Cheat Sheet minimum: m=19 MiB, t=2, p=1.
     argon2_memory_cost: int = Field(default=19_456, ge=8)  # KiB

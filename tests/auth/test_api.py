@@ -264,3 +264,22 @@ class TestInvalidation:
         assert me.status_code == 200
         bad = await client.post("/api/v1/auth/login", json={"email": "m@x.io", "password": PASSWORD})
         assert bad.status_code == 401
+
+
+class TestExpiry:
+    async def test_token_expires_even_after_it_was_verified_once(
+        self, app_factory: object, settings_factory: object
+    ) -> None:
+        import asyncio
+
+        from tests.conftest import client_for
+
+        app = await app_factory(settings_factory(access_token_ttl=1))  # type: ignore[operator]
+        async with client_for(app) as client:
+            api = Api(client)
+            h = await api.user("exp@x.io")
+            assert (await client.get("/api/v1/users/me", headers=h)).status_code == 200
+            await asyncio.sleep(2.1)
+            r = await client.get("/api/v1/users/me", headers=h)
+            assert r.status_code == 401
+            assert "expired" in r.json()["detail"]

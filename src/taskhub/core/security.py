@@ -105,6 +105,9 @@ class AccessClaims:
     exp: int
 
 
+_CACHE_SIZE = 10_000
+
+
 class TokenCodec:
     """Issues and verifies JWT access tokens with one configured HMAC algorithm.
 
@@ -118,6 +121,7 @@ class TokenCodec:
         self._issuer = issuer
         self._audience = audience
         self.ttl = ttl
+        self._verified: dict[str, AccessClaims] = {}
 
     def encode(self, *, user_id: uuid.UUID, role: str, now: float | None = None) -> tuple[str, AccessClaims]:
         """Return ``(token, claims)`` for a new access token valid ``ttl`` seconds.
@@ -139,7 +143,25 @@ class TokenCodec:
         return jwt.encode(payload, self._secret, algorithm=self._algorithm), claims
 
     def decode(self, token: str) -> AccessClaims:
-        """Verify signature, algorithm, ``iss``, ``aud`` and ``exp``; return the claims."""
+        """Verify signature, algorithm, ``iss``, ``aud`` and ``exp``; return the claims.
+
+        Verified claims are memoized by the exact token string (signature included, so a forged
+        token can never hit) for up to ``_CACHE_SIZE`` tokens; ``exp`` is re-checked on every hit.
+        Revocation is not decided here (see ``auth.service.authenticate``).
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.exp > time.time():
+                return cached
+            self._verified.pop(token, None)
+            raise Unauthorized("The access token has expired.")
+        claims = self._decode(token)
+        if len(self._verified) >= _CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str) -> AccessClaims:
         try:
             payload = jwt.decode(
                 token,
