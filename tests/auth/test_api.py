@@ -283,3 +283,30 @@ class TestExpiry:
             r = await client.get("/api/v1/users/me", headers=h)
             assert r.status_code == 401
             assert "expired" in r.json()["detail"]
+
+
+class TestRaces:
+    async def test_concurrent_registrations_of_one_email(self, client: httpx.AsyncClient) -> None:
+        import asyncio
+
+        results = await asyncio.gather(
+            *[
+                client.post(
+                    "/api/v1/auth/register", json={"email": f"Race@X.io{' ' * i}", "password": PASSWORD, "name": "R"}
+                )
+                for i in range(5)
+            ]
+        )
+        codes = sorted(r.status_code for r in results)
+        assert codes == [201, 409, 409, 409, 409]
+
+    async def test_concurrent_refreshes_of_one_token(self, api: Api, client: httpx.AsyncClient) -> None:
+        import asyncio
+
+        await api.register("rr@x.io")
+        tokens = await api.login("rr@x.io")
+        results = await asyncio.gather(
+            *[client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(3)]
+        )
+        codes = sorted(r.status_code for r in results)
+        assert codes == [200, 401, 401]  # one rotation wins; the others are reuse of a used token

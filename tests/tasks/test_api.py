@@ -477,3 +477,19 @@ class TestStats:
     async def test_empty(self, client: httpx.AsyncClient, alice: H) -> None:
         r = await client.get("/api/v1/tasks/stats", headers=alice)
         assert r.json()["total"] == 0 and r.json()["by_status"] == {"todo": 0, "in_progress": 0, "done": 0}
+
+
+class TestConcurrency:
+    async def test_concurrent_creates_with_one_key_make_one_task(self, client: httpx.AsyncClient, alice: H) -> None:
+        headers = {**alice, "Idempotency-Key": "race"}
+        results = await asyncio.gather(
+            *[client.post("/api/v1/tasks", json={"title": "once"}, headers=headers) for _ in range(6)]
+        )
+        codes = [r.status_code for r in results]
+        assert set(codes) <= {201, 409}, codes
+        assert {r.json()["id"] for r in results if r.status_code == 201} == {
+            t["id"] for t in (await client.get("/api/v1/tasks", headers=alice)).json()["items"]
+        }
+        assert (await client.get("/api/v1/tasks", headers=alice)).json()["total"] == 1
+        retry = await client.post("/api/v1/tasks", json={"title": "once"}, headers=headers)
+        assert retry.status_code == 201 and retry.headers["idempotent-replayed"] == "true"
