@@ -387,3 +387,39 @@ def test_admin_deactivates_a_user(server: Server, page: Page, probe: PageProbe, 
         assert r.status_code == 403
     assert probe.dialogs == []
     assert probe.errors == []
+
+
+def test_keyboard_only(server: Server, page: Page, probe: PageProbe) -> None:
+    """Sign in, open the form, create a task and close the form without a mouse; focus is visible."""
+    server.register("keys@example.com", "Keys")
+    page.goto(server.url + "/")
+    expect(page.locator("#signin-email")).to_be_focused()
+    page.keyboard.type("keys@example.com")
+    page.keyboard.press("Tab")
+    expect(page.locator("#signin-password")).to_be_focused()
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome back!")
+    expect(page.locator("#tasks-heading")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator("#new-task")).to_be_focused()
+    style = page.evaluate("(() => { const s = getComputedStyle(document.activeElement); "
+                          "return [s.outlineStyle, s.outlineWidth]; })()")
+    assert style == ["solid", "3px"]
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("Title", exact=True)).to_be_focused()
+    page.keyboard.type("Typed with keys")
+    page.keyboard.press("Enter")
+    expect(page.locator("#task-form-msg")).to_have_text("Created “Typed with keys”. Add another, or close the form.")
+    expect(item(page, "Typed with keys")).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(page.locator("#new-task")).to_be_focused()
+    # the task's own buttons are reachable in order: Mark done, Edit, Delete
+    page.locator("#filter-sort").focus()
+    names = []
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        names.append(page.evaluate("document.activeElement.getAttribute('aria-label') || document.activeElement.textContent"))
+    assert names[:4] == ["Clear filters", "Mark done: Typed with keys", "Edit: Typed with keys", "Delete: Typed with keys"]
+    assert probe.errors == []

@@ -34,8 +34,7 @@ function showAuth(form = "signin", message = "", kind = "info") {
   $("signin-form").hidden = form !== "signin";
   $("signup-form").hidden = form !== "signup";
   say($("auth-msg"), message, kind);
-  const heading = form === "signin" ? $("signin-heading") : $("signup-heading");
-  heading.focus();
+  (form === "signin" ? $("signin-email") : $("signup-name")).focus();
 }
 
 function switchForm(form) {

@@ -1,4 +1,4 @@
-// DOM helpers. All user data goes through textContent / attributes, never innerHTML.
+// DOM helpers. All user data goes through textContent / attributes and is never parsed as HTML.
 
 export const $ = (id) => document.getElementById(id);
 
