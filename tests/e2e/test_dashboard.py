@@ -423,3 +423,35 @@ def test_keyboard_only(server: Server, page: Page, probe: PageProbe) -> None:
         names.append(page.evaluate("document.activeElement.getAttribute('aria-label') || document.activeElement.textContent"))
     assert names[:4] == ["Clear filters", "Mark done: Typed with keys", "Edit: Typed with keys", "Delete: Typed with keys"]
     assert probe.errors == []
+
+
+def test_a_draft_survives_an_ended_session(server: Server, page: Page, probe: PageProbe) -> None:
+    server.register("draft@example.com", "Draft")
+    open_signed_in(page, server, "draft@example.com")
+    page.get_by_role("button", name="New task").click()
+    page.get_by_label("Title", exact=True).fill("Unsaved idea")
+    page.locator("#task-description").fill("Typed before the session ended")
+    page.locator("#task-priority").select_option("high")
+
+    # The access token is refused and the refresh cookie no longer works: the session has ended.
+    def refuse(route: Any) -> None:
+        route.fulfill(status=401, content_type="application/problem+json", body='{"status": 401}')
+
+    page.route("**/api/v1/auth/refresh", refuse)
+    page.route("**/api/v1/tasks", refuse)
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#auth-msg")).to_have_text("Your session has ended. Please sign in again.")
+    expect(page.locator("#signin-email")).to_have_value("draft@example.com")
+    page.unroute_all()
+
+    page.locator("#signin-password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#task-form-msg")).to_have_text(
+        "Your session had ended, so this was not saved yet. What you typed is kept: save again."
+    )
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Unsaved idea")
+    expect(page.locator("#task-description")).to_have_value("Typed before the session ended")
+    expect(page.locator("#task-priority")).to_have_value("high")
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#task-form-msg")).to_have_text("Created “Unsaved idea”. Add another, or close the form.")
+    assert [t["title"] for t in server.tasks(server.token("draft@example.com"))["items"]] == ["Unsaved idea"]

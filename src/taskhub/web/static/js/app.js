@@ -1,7 +1,7 @@
 // Taskhub dashboard: boot (restore the session from the refresh cookie), routing, sign in/up/out.
 import * as api from "./api.js";
 import { $, say, showFieldErrors, clearFieldErrors, describeError } from "./dom.js";
-import { initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen } from "./tasks.js";
+import { initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen, startTasksFor } from "./tasks.js";
 import { initAdmin, refreshAdmin } from "./admin.js";
 
 const SCREENS = ["screen-loading", "screen-auth", "screen-tasks", "screen-admin"];
@@ -25,10 +25,11 @@ function setTasksUrl() {
 
 // ---- auth screen ----------------------------------------------------------------------------------
 
-function showAuth(form = "signin", message = "", kind = "info") {
+function showAuth(form = "signin", message = "", kind = "info", { keepDraft = true } = {}) {
+  if (me) $("signin-email").value = me.email; // make signing in again one field shorter
   me = null;
   api.forgetSession();
-  resetTasksScreen();
+  resetTasksScreen({ keepDraft });
   show("screen-auth");
   document.title = "Sign in · Taskhub";
   $("signin-form").hidden = form !== "signin";
@@ -141,7 +142,7 @@ async function onSignOut() {
   button.disabled = true;
   try {
     await api.logout();
-    showAuth("signin", "You have signed out.", "success");
+    showAuth("signin", "You have signed out.", "success", { keepDraft: false });
   } catch (err) {
     if (err.status === 401) return; // the session had already ended; the sign-in screen is showing
     say($("topbar-msg"), "Could not sign out: " + describeError(err), "error");
@@ -167,6 +168,7 @@ async function enterApp(message = "") {
     return;
   }
   say($("topbar-msg"), message, "success");
+  startTasksFor(me.id);
   await route({ focus: true });
 }
 

@@ -15,6 +15,8 @@ const state = {
   items: [],
   editing: null, // the task being edited, or null when creating
   flash: null, // {id, text, kind}: a message to show on one task after the list re-renders
+  userId: null, // whose screen this is (a kept draft is only offered back to the same person)
+  draftOwner: null, // set when a save hit an ended session: the form keeps what was typed
   listSeq: 0,
   statsSeq: 0,
 };
@@ -386,7 +388,10 @@ async function saveTask() {
       await refreshTasks();
     }
   } catch (err) {
-    if (err.status === 401) return;
+    if (err.status === 401) {
+      state.draftOwner = state.userId; // the sign-in screen is showing; the form keeps the text
+      return;
+    }
     handleSaveError(err, form, msg);
   } finally {
     save.disabled = false;
@@ -492,9 +497,34 @@ function renderStats(s) {
   );
 }
 
-export function resetTasksScreen() {
+/** Called on entering the app as `userId`: offer back a draft that an ended session interrupted. */
+export function startTasksFor(userId) {
+  const keep = state.draftOwner !== null && state.draftOwner === userId;
+  state.userId = userId;
+  state.draftOwner = null;
+  if (!keep) {
+    $("task-form").reset();
+    clearFieldErrors($("task-form"));
+    state.editing = null;
+    return;
+  }
+  $("editor").hidden = false;
+  $("editor-heading").textContent = state.editing ? "Edit task" : "New task";
+  $("task-save").textContent = state.editing ? "Save changes" : "Create task";
+  say($("task-form-msg"), "Your session had ended, so this was not saved yet. What you typed is kept: save again.", "error");
+}
+
+/**
+ * Leave the screen. On an ended session the form's fields stay (a save that hit the 401 keeps its
+ * draft for the same person, see startTasksFor); on a sign-out (`keepDraft` false) they are cleared.
+ */
+export function resetTasksScreen({ keepDraft }) {
   $("editor").hidden = true;
-  state.editing = null;
+  if (!keepDraft) {
+    state.draftOwner = null;
+    state.editing = null;
+    $("task-form").reset();
+  }
   clear($("task-list"));
   clear($("stats-body"));
   for (const id of ["list-msg", "stats-msg", "task-form-msg"]) say($(id), "");
