@@ -376,6 +376,27 @@ def test_admin_deactivates_a_user(server: Server, page: Page, probe: PageProbe, 
         "Not changed: The last active admin cannot be demoted, deactivated or deleted."
     )
 
+    # promote and demote Carol, then delete her (with a confirmation)
+    carol = server.register("carol@example.com", "Carol")
+    server.create_task(server.token("carol@example.com"), title="Carol's only task")
+    page.get_by_label("Search by email or name").fill("carol")
+    page.locator("#users-search").get_by_role("button", name="Search").click()
+    carol_row = page.locator(f"#users-body tr[data-id='{carol['id']}']")
+    carol_row.get_by_role("button", name="Make admin: carol@example.com").click()
+    expect(carol_row.locator(".row-msg")).to_have_text("carol@example.com is now an admin.")
+    expect(carol_row.locator("td").nth(2)).to_have_text("Admin")
+    carol_row.get_by_role("button", name="Make user: carol@example.com").click()
+    expect(carol_row.locator(".row-msg")).to_have_text("carol@example.com is now a user.")
+    expect(carol_row.locator("td").nth(2)).to_have_text("User")
+    carol_row.get_by_role("button", name="Delete: carol@example.com").click()
+    expect(page.locator("#confirm-text")).to_have_text(
+        "carol@example.com and all of their tasks will be deleted. This cannot be undone."
+    )
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete user").click()
+    expect(page.locator("#users-msg")).to_have_text("Deleted carol@example.com and their tasks.")
+    expect(page.locator("#users-body tr")).to_have_text(["No user matches “carol”."])
+    expect(page.locator("#alltasks-body tr").filter(has_text="Carol's only task")).to_have_count(0)
+
     # Bob can no longer sign in, and is told why
     page.get_by_role("button", name="Sign out").click()
     sign_in(page, "bob@example.com")
