@@ -476,3 +476,49 @@ def test_a_draft_survives_an_ended_session(server: Server, page: Page, probe: Pa
     page.get_by_role("button", name="Create task").click()
     expect(page.locator("#task-form-msg")).to_have_text("Created “Unsaved idea”. Add another, or close the form.")
     assert [t["title"] for t in server.tasks(server.token("draft@example.com"))["items"]] == ["Unsaved idea"]
+
+
+def test_changes_made_elsewhere_are_reported_not_overwritten(server: Server, page: Page, probe: PageProbe) -> None:
+    server.register("race@example.com", "Race")
+    token = server.token("race@example.com")
+    task = server.create_task(token, title="Shared task")
+    gone = server.create_task(token, title="Soon gone")
+    open_signed_in(page, server, "race@example.com")
+    expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 2 tasks")
+
+    # another client changes the task behind this page's back (version 1 -> 2)
+    item(page, "Shared task").get_by_role("button", name="Edit").click()
+    with server.api() as c:
+        r = c.patch(f"/api/v1/tasks/{task['id']}", json={"priority": "high"},
+                    headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+        assert c.delete(f"/api/v1/tasks/{gone['id']}", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+
+    # the stale edit is refused (412) and what was typed stays
+    page.get_by_label("Title", exact=True).fill("My stale rename")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#task-form-msg")).to_have_text(
+        "Not saved: this task was changed elsewhere. Your text is kept; close the form and edit it again "
+        "to see the latest version."
+    )
+    expect(page.get_by_label("Title", exact=True)).to_have_value("My stale rename")
+    expect(item(page, "Soon gone")).to_have_count(0)  # the list was refreshed meanwhile
+    page.get_by_role("button", name="Close").click()
+
+    # deleting a task that is already gone says so
+    with server.api() as c:
+        r = c.post("/api/v1/tasks", json={"title": "Ghost"}, headers={"Authorization": f"Bearer {token}"})
+        ghost = r.json()
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    expect(item(page, "Ghost")).to_have_count(1)
+    with server.api() as c:
+        assert c.delete(f"/api/v1/tasks/{ghost['id']}", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    item(page, "Ghost").get_by_role("button", name="Delete").click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Delete task").click()
+    expect(page.locator("#list-msg")).to_have_text(
+        "Could not delete the task: it no longer exists (deleted elsewhere?). The list was refreshed."
+    )
+    expect(item(page, "Ghost")).to_have_count(0)
+    stored = server.tasks(token)["items"]
+    assert [(t["title"], t["priority"], t["version"]) for t in stored] == [("Shared task", "high", 2)]
+    assert probe.errors == []

@@ -257,7 +257,8 @@ async function setStatus(task, status, msg, button) {
   button.disabled = true;
   say(msg, status === "done" ? "Marking as done…" : "Reopening…", "info");
   try {
-    await request("PATCH", `/tasks/${task.id}`, { json: { status }, headers: { "If-Match": `"${task.version}"` } });
+    // No If-Match: changing only the status is safe even if another field changed meanwhile.
+    await request("PATCH", `/tasks/${task.id}`, { json: { status } });
     state.flash = {
       id: task.id,
       text: status === "done" ? "Marked as done." : "Reopened: back to To do.",
@@ -267,8 +268,16 @@ async function setStatus(task, status, msg, button) {
   } catch (err) {
     button.disabled = false;
     if (err.status === 401) return;
-    say(msg, writeErrorText(err, "Could not change the status"), "error");
-    if (err.status === 404 || err.status === 412) refreshTasks();
+    const text = writeErrorText(err, "Could not change the status");
+    if (err.status === 404) {
+      say($("list-msg"), text, "error"); // the task is gone from the refreshed list
+      refreshTasks();
+    } else if (err.status === 412) {
+      state.flash = { id: task.id, text, kind: "error" }; // survives the re-render
+      refreshTasks();
+    } else {
+      say(msg, text, "error");
+    }
   }
 }
 
@@ -291,8 +300,13 @@ async function deleteTask(task, msg) {
     $("tasks-heading").focus();
   } catch (err) {
     if (err.status === 401) return;
-    say(msg, writeErrorText(err, "Could not delete the task"), "error");
-    if (err.status === 404) refreshTasks();
+    const text = writeErrorText(err, "Could not delete the task");
+    if (err.status === 404) {
+      say($("list-msg"), text, "error");
+      refreshTasks();
+    } else {
+      say(msg, text, "error");
+    }
   }
 }
 
