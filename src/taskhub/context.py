@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from fastapi import Depends
+from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from taskhub.config import Settings
-from redis.asyncio import Redis
-
 from taskhub.core.cache import ResponseCache
 from taskhub.core.denylist import TokenDenylist
 from taskhub.core.ratelimit import RateLimiter
@@ -36,3 +37,11 @@ def get_context(conn: HTTPConnection) -> AppContext:
     """The :class:`AppContext` of the running app (set by ``create_app``'s lifespan)."""
     ctx: AppContext = conn.app.state.ctx
     return ctx
+
+
+async def context_dependency(conn: HTTPConnection) -> AppContext:
+    """:func:`get_context` as an ``async`` dependency (a plain ``def`` one would cost a thread-pool hop)."""
+    return get_context(conn)
+
+
+Ctx = Annotated[AppContext, Depends(context_dependency)]

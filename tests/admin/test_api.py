@@ -48,6 +48,7 @@ class TestUsers:
         assert body["items"][0]["email"] == "other@y.io"  # newest first
         assert "password_hash" not in body["items"][0]
         assert (await client.get("/api/v1/admin/users?q=ZED", headers=admin)).json()["total"] == 1
+        assert (await client.get("/api/v1/admin/users?q=", headers=admin)).json()["total"] == 7  # empty = all
         assert (await client.get("/api/v1/admin/users?q=member", headers=admin)).json()["total"] == 5
         assert (await client.get("/api/v1/admin/users?q=%40y.io", headers=admin)).json()["total"] == 1
         seen: list[str] = []

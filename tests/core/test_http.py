@@ -122,6 +122,12 @@ class TestRequestIdAndGzip:
         insane = (await client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})).headers["x-request-id"]
         assert insane != "bad id\twith spaces" and len(insane) == 32
 
+    async def test_api_responses_are_private(self, api: Api, client: httpx.AsyncClient) -> None:
+        h = await api.user("cc@x.io")
+        assert (await client.get("/api/v1/tasks", headers=h)).headers["cache-control"] == "private, no-cache"
+        tokens = await client.post("/api/v1/auth/login", json={"email": "cc@x.io", "password": PASSWORD})
+        assert tokens.headers["cache-control"] == "no-store"
+
     async def test_gzip_only_over_1kib(self, api: Api, client: httpx.AsyncClient) -> None:
         h = await api.user("gz@x.io")
         small = await client.get("/api/v1/tasks", headers={**h, "Accept-Encoding": "gzip"})

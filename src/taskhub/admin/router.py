@@ -30,7 +30,7 @@ _USER_SORT = "-created_at"
 async def list_users(
     admin: AdminUser,
     session: SessionDep,
-    q: Annotated[str | None, Query(min_length=1, max_length=200, description="Matches email or name")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Matches email or name; empty = all")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     page: Annotated[int | None, Query(ge=1)] = None,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
@@ -51,7 +51,7 @@ async def list_users(
                 "The cursor is not valid.", errors=[field_error(["query", "cursor"], "invalid cursor")]
             ) from exc
     users, total, has_more = await user_service.list_users(
-        session, q=q, limit=limit, page=None if cursor else (page or 1), after=after
+        session, q=q or None, limit=limit, page=None if cursor else (page or 1), after=after
     )
     next_cursor = (
         encode_cursor(_USER_SORT, {"v": to_utc(users[-1].created_at).isoformat(), "id": str(users[-1].id)})

@@ -38,7 +38,7 @@ async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
     return user
 
 
-def current_claims(request: Request) -> AccessClaims:
+async def current_claims(request: Request) -> AccessClaims:
     """The verified claims of the current request's access token (after ``current_user`` ran)."""
     claims: AccessClaims = request.state.claims
     return claims

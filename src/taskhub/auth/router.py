@@ -11,7 +11,7 @@ from taskhub.auth import service as auth_service
 from taskhub.auth.dependencies import CurrentUser, current_claims
 from taskhub.auth.errors import InvalidRefreshToken
 from taskhub.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
-from taskhub.context import AppContext, get_context
+from taskhub.context import AppContext, Ctx
 from taskhub.core.responses import model_response
 from taskhub.core.security import AccessClaims, hash_token, normalize_email
 from taskhub.db.session import SessionDep
@@ -22,7 +22,6 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 REFRESH_COOKIE = "taskhub_refresh"
 COOKIE_PATH = "/api/v1/auth"
-Ctx = Annotated[AppContext, Depends(get_context)]
 
 
 def _token_response(ctx: AppContext, issued: auth_service.IssuedTokens) -> Response:
@@ -106,5 +105,7 @@ async def logout(
     presented = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     await auth_service.logout(session, user, claims, refresh_token=presented, denylist=ctx.denylist)
     response = Response(status_code=204)
-    response.delete_cookie(REFRESH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
+    response.delete_cookie(
+        REFRESH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=ctx.settings.cookie_secure
+    )
     return response

@@ -60,10 +60,16 @@ class RequestIdMiddleware:
         status_holder = [0]
         start = time.perf_counter()
 
+        is_api = scope["path"].startswith("/api/")
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", raw_id)]
+                headers = [*message.get("headers", []), (b"x-request-id", raw_id)]
+                if is_api and not any(k.lower() == b"cache-control" for k, _ in headers):
+                    # API answers are per user: shared caches must not keep them, browsers revalidate.
+                    headers.append((b"cache-control", b"private, no-cache"))
+                message["headers"] = headers
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)

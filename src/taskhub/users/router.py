@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from taskhub.auth.dependencies import CurrentUser
-from taskhub.context import AppContext, get_context
+from taskhub.context import Ctx
 from taskhub.core.responses import model_response
 from taskhub.db.session import SessionDep
 from taskhub.users import service as user_service
 from taskhub.users.schemas import AccountDelete, PasswordChange, UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
-Ctx = Annotated[AppContext, Depends(get_context)]
 
 
 @router.get("/me", response_model=UserRead)
