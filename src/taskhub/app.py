@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url="/redoc",
+        redirect_slashes=False,  # a redirect would name http:// behind a TLS proxy; 404 is clearer
     )
     app.state.ctx = ctx
     install_error_handlers(app)

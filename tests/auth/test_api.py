@@ -101,7 +101,7 @@ class TestLogin:
         claims = jwt.decode(
             tokens["access_token"], JWT_SECRET, algorithms=["HS256"], audience="taskhub-api", issuer="taskhub"
         )
-        assert set(claims) == {"sub", "role", "jti", "iat", "exp", "iss", "aud"}
+        assert set(claims) == {"sub", "role", "jti", "iat", "exp", "iss", "aud", "sid"}
         assert claims["sub"] == user["id"]
         assert claims["role"] == "user"
         assert int(claims["exp"]) - int(claims["iat"]) == 900

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth import service as auth_service
 from taskhub.auth.dependencies import CurrentUser, current_claims
@@ -41,42 +42,39 @@ def _token_response(ctx: AppContext, issued: auth_service.IssuedTokens) -> Respo
     return response
 
 
+async def _account_limit(request: Request, ctx: AppContext, key: str) -> None:
+    request.state.ratelimit = await ctx.limiter.enforce("auth", key)
+
+
+async def _login(request: Request, session: AsyncSession, ctx: AppContext, email: str, password: str) -> Response:
+    await _account_limit(request, ctx, "acct:" + normalize_email(email))
+    # Credentials are checked on a read session: no write lock is held while argon2 runs.
+    async with ctx.db.unit_of_work(readonly=True) as reader:
+        user = await auth_service.check_credentials(reader, ctx.hasher, email=email, password=password)
+    issued = await auth_service.issue_tokens(session, ctx.tokens, user, refresh_ttl=ctx.settings.refresh_token_ttl)
+    return _token_response(ctx, issued)
+
+
 @router.post("/register", status_code=201, response_model=UserRead)
-async def register(body: RegisterRequest, session: SessionDep, ctx: Ctx) -> Response:
+async def register(request: Request, body: RegisterRequest, session: SessionDep, ctx: Ctx) -> Response:
     """Create an account (no token: log in next)."""
-    await ctx.limiter.enforce("auth", "acct:" + normalize_email(body.email))
+    await _account_limit(request, ctx, "acct:" + normalize_email(body.email))
     user = await user_service.create_user(session, ctx.hasher, email=body.email, password=body.password, name=body.name)
     return model_response(UserRead.model_validate(user), status_code=201, headers={"Location": "/api/v1/users/me"})
 
 
 @router.post("/login", response_model=TokenPair)
-async def login(body: LoginRequest, session: SessionDep, ctx: Ctx) -> Response:
+async def login(request: Request, body: LoginRequest, session: SessionDep, ctx: Ctx) -> Response:
     """Exchange email and password for an access token and a refresh token."""
-    await ctx.limiter.enforce("auth", "acct:" + normalize_email(body.email))
-    issued = await auth_service.login(
-        session,
-        ctx.hasher,
-        ctx.tokens,
-        email=body.email,
-        password=body.password,
-        refresh_ttl=ctx.settings.refresh_token_ttl,
-    )
-    return _token_response(ctx, issued)
+    return await _login(request, session, ctx, body.email, body.password)
 
 
 @router.post("/token", response_model=TokenPair)
-async def token(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ctx: Ctx) -> Response:
+async def token(
+    request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ctx: Ctx
+) -> Response:
     """The same login as an OAuth2 password form (``username`` = email), for the docs' Authorize button."""
-    await ctx.limiter.enforce("auth", "acct:" + normalize_email(form.username))
-    issued = await auth_service.login(
-        session,
-        ctx.hasher,
-        ctx.tokens,
-        email=form.username,
-        password=form.password,
-        refresh_ttl=ctx.settings.refresh_token_ttl,
-    )
-    return _token_response(ctx, issued)
+    return await _login(request, session, ctx, form.username, form.password)
 
 
 @router.post("/refresh", response_model=TokenPair)
@@ -85,7 +83,7 @@ async def refresh(request: Request, session: SessionDep, ctx: Ctx, body: Refresh
     presented = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     if not presented:
         raise InvalidRefreshToken("Send the refresh token in the body or the refresh cookie.")
-    await ctx.limiter.enforce("auth", "refresh:" + hash_token(presented)[:32])
+    await _account_limit(request, ctx, "refresh:" + hash_token(presented)[:32])
     issued = await auth_service.refresh(
         session, ctx.tokens, refresh_token=presented, refresh_ttl=ctx.settings.refresh_token_ttl
     )

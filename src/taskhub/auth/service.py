@@ -8,6 +8,7 @@ token issued before a password change or deactivation.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -42,18 +43,22 @@ async def issue_tokens(
     user: User,
     *,
     refresh_ttl: int,
-    family_id: object | None = None,
+    family_id: uuid.UUID | None = None,
 ) -> IssuedTokens:
-    """Issue an access token and a refresh token (a new family unless ``family_id`` is given)."""
+    """Issue an access token and a refresh token (a new family unless ``family_id`` is given).
+
+    The access token's ``sid`` claim names the family, so revoking the family ends it too.
+    """
     now = utcnow()
-    access, _ = tokens.encode(user_id=user.id, role=user.role)
+    family = family_id or new_id()
+    access, _ = tokens.encode(user_id=user.id, role=user.role, session_id=family)
     refresh = new_refresh_token()
     expires_at = now + timedelta(seconds=refresh_ttl)
     auth_repo.add_refresh_token(
         session,
         RefreshToken(
             user_id=user.id,
-            family_id=family_id or new_id(),
+            family_id=family,
             token_hash=hash_token(refresh),
             created_at=now,
             expires_at=expires_at,
@@ -63,28 +68,23 @@ async def issue_tokens(
     return IssuedTokens(access, refresh, tokens.ttl, expires_at)
 
 
-async def login(
-    session: AsyncSession,
-    hasher: PasswordHasher,
-    tokens: TokenCodec,
-    *,
-    email: str,
-    password: str,
-    refresh_ttl: int,
-) -> IssuedTokens:
-    """Check credentials and issue a token pair.
+async def check_credentials(session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str) -> User:
+    """The active user with ``email`` and ``password``; reads only (run it on a read session, so
+    no write lock is held during the ~20-40 ms argon2 verification).
 
     Raises:
         InvalidCredentials: unknown email or wrong password (same body, similar time: a dummy hash
             is verified for unknown emails). AccountDisabled: right password, deactivated account.
     """
-    user = await user_repo.get_by_email(session, _normalize_email(email))
+    user = None
+    if "\x00" not in email:
+        user = await user_repo.get_by_email(session, _normalize_email(email))
     ok = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not ok:
         raise InvalidCredentials("The email or password is incorrect.")
     if not user.is_active:
         raise AccountDisabled("This account has been deactivated.")
-    return await issue_tokens(session, tokens, user, refresh_ttl=refresh_ttl)
+    return user
 
 
 async def refresh(session: AsyncSession, tokens: TokenCodec, *, refresh_token: str, refresh_ttl: int) -> IssuedTokens:
@@ -120,12 +120,16 @@ async def logout(
     refresh_token: str | None,
     denylist: TokenDenylist,
 ) -> None:
-    """Deny the access token's ``jti`` until it expires and revoke the given refresh token's family.
+    """Deny the access token's ``jti`` until it expires and revoke its login family (``sid``),
+    which ends the family's refresh tokens and every access token issued with it.
 
-    A refresh token that is unknown or belongs to someone else is ignored (logout still succeeds).
+    A refresh token given too has its family revoked when it is the caller's; an unknown one or
+    someone else's is ignored (logout still succeeds).
     """
     now = utcnow()
     await auth_repo.deny_access_token(session, claims.jti, datetime.fromtimestamp(claims.exp, UTC))
+    if claims.sid is not None:
+        await auth_repo.revoke_family(session, claims.sid, now)
 
     async def _share() -> None:
         await denylist.add(claims.jti, claims.exp)
@@ -153,7 +157,7 @@ async def authenticate(
     claims = tokens.decode(token)
     if await denylist.contains(claims.jti):
         raise Unauthorized("The access token has been revoked.")
-    found = await user_repo.get_for_auth(session, claims.sub, claims.jti)
+    found = await user_repo.get_for_auth(session, claims.sub, claims.jti, claims.sid)
     if found is None:
         raise Unauthorized("The access token is no longer valid.")
     user, revoked = found

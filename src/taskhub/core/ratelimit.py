@@ -144,9 +144,19 @@ def client_ip(scope: Scope, trusted: Sequence[IPNetwork]) -> str:
         if name == b"x-forwarded-for":
             forwarded.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
     for candidate in reversed(forwarded):
+        if not _is_ip(candidate):
+            break  # garbage in the chain: trust nothing to the left of it
         if not _is_trusted(candidate, trusted):
             return candidate
-    return forwarded[0] if forwarded else str(peer_ip)
+    return str(peer_ip)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_trusted(ip: str, trusted: Sequence[IPNetwork]) -> bool:
@@ -217,10 +227,15 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # A stricter per-account result set by an endpoint wins (it is what runs out first).
+                inner = scope.get("state", {}).get("ratelimit")
+                headers = extra
+                if isinstance(inner, RateLimitResult) and inner.remaining < result.remaining:
+                    headers = [(k.lower().encode(), v.encode()) for k, v in inner.headers().items()]
                 existing = {k for k, _ in message.get("headers", [])}
                 message["headers"] = [
                     *message.get("headers", []),
-                    *[(k, v) for k, v in extra if k not in existing],
+                    *[(k, v) for k, v in headers if k not in existing],
                 ]
             await send(message)
 

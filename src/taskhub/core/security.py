@@ -96,13 +96,18 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
-    """Verified claims of an access token. ``iat``/``exp`` are Unix seconds (``iat`` fractional)."""
+    """Verified claims of an access token. ``iat``/``exp`` are Unix seconds (``iat`` fractional).
+
+    ``sid`` is the login session: the refresh-token family the token was issued with, so that
+    revoking the family (logout, reuse detection) also ends its access tokens.
+    """
 
     sub: uuid.UUID
     role: str
     jti: str
     iat: float
     exp: int
+    sid: uuid.UUID | None = None
 
 
 _CACHE_SIZE = 10_000
@@ -123,14 +128,18 @@ class TokenCodec:
         self.ttl = ttl
         self._verified: dict[str, AccessClaims] = {}
 
-    def encode(self, *, user_id: uuid.UUID, role: str, now: float | None = None) -> tuple[str, AccessClaims]:
+    def encode(
+        self, *, user_id: uuid.UUID, role: str, session_id: uuid.UUID | None = None, now: float | None = None
+    ) -> tuple[str, AccessClaims]:
         """Return ``(token, claims)`` for a new access token valid ``ttl`` seconds.
 
         ``iat`` carries milliseconds (RFC 7519 NumericDate may be non-integer), so a token issued
         right after a password change is not mistaken for one issued before it.
         """
         issued = math.floor((now if now is not None else time.time()) * 1000) / 1000
-        claims = AccessClaims(sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=int(issued) + self.ttl)
+        claims = AccessClaims(
+            sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=int(issued) + self.ttl, sid=session_id
+        )
         payload: dict[str, Any] = {
             "sub": str(user_id),
             "role": role,
@@ -140,6 +149,8 @@ class TokenCodec:
             "iss": self._issuer,
             "aud": self._audience,
         }
+        if session_id is not None:
+            payload["sid"] = str(session_id)
         return jwt.encode(payload, self._secret, algorithm=self._algorithm), claims
 
     def decode(self, token: str) -> AccessClaims:
@@ -177,6 +188,7 @@ class TokenCodec:
                 jti=str(payload["jti"]),
                 iat=float(payload["iat"]),
                 exp=int(payload["exp"]),
+                sid=uuid.UUID(str(payload["sid"])) if "sid" in payload else None,
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("The access token has expired.") from exc

@@ -38,9 +38,20 @@ async def get_any(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
     return await session.get(Task, task_id)
 
 
-async def delete_task(session: AsyncSession, task: Task) -> None:
-    """Delete one task."""
-    await session.execute(delete(Task).where(Task.owner_id == task.owner_id, Task.id == task.id))
+async def delete_task(session: AsyncSession, task: Task) -> bool:
+    """Delete ``task`` only if it is still at ``task.version``; False when it changed or is gone."""
+    result = await session.execute(
+        delete(Task)
+        .where(Task.owner_id == task.owner_id, Task.id == task.id, Task.version == task.version)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+async def exists_owned(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID) -> bool:
+    """True when ``owner_id`` has a task ``task_id``."""
+    stmt = select(Task.id).where(Task.owner_id == owner_id, Task.id == task_id)
+    return (await session.execute(stmt)).first() is not None
 
 
 def _escape_like(text: str) -> str:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from taskhub.core.timeutil import to_utc
 
@@ -17,8 +17,15 @@ SortKey = Literal[
 ]
 
 
+def no_nul(value: str) -> str:
+    """Reject NUL characters, which PostgreSQL text cannot store (a 422, never a 500)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 def _title(value: str) -> str:
-    value = value.strip()
+    value = no_nul(value).strip()
     if not 1 <= len(value) <= 200:
         raise ValueError("must be 1..200 characters after trimming")
     return value
@@ -29,21 +36,32 @@ def _tags(values: list[str]) -> list[str]:
         raise ValueError("at most 20 tags")
     seen: dict[str, None] = {}
     for i, raw in enumerate(values):
-        tag = raw.strip().lower()
+        tag = no_nul(raw).strip().lower()
         if not 1 <= len(tag) <= 50:
             raise ValueError(f"tag {i} must be 1..50 characters after trimming")
         seen.setdefault(tag, None)
     return list(seen)
 
 
+def _rfc3339_only(value: object) -> object:
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 date-time string with an offset")
+    return value
+
+
 def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else to_utc(value)
+    if value is None:
+        return None
+    try:
+        return to_utc(value)
+    except OverflowError as exc:
+        raise ValueError("is out of the supported date range") from exc
 
 
 Title = Annotated[str, Field(max_length=1000), AfterValidator(_title)]
-Description = Annotated[str, Field(max_length=10_000)]
+Description = Annotated[str, Field(max_length=10_000), AfterValidator(no_nul)]
 Tags = Annotated[list[Annotated[str, Field(max_length=1000)]], AfterValidator(_tags)]
-DueDate = Annotated[AwareDatetime | None, AfterValidator(_utc)]
+DueDate = Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_only), AfterValidator(_utc)]
 
 
 class TaskCreate(BaseModel):

@@ -37,12 +37,18 @@ def etag(task_version: int) -> str:
     return f'"{task_version}"'
 
 
-def etag_matches(header: str, version: int) -> bool:
-    """True when an ``If-Match``/``If-None-Match`` value lists the current ETag (or is ``*``)."""
+def etag_matches(header: str, version: int, *, weak: bool = False) -> bool:
+    """True when an ``If-Match``/``If-None-Match`` value lists the current ETag (or is ``*``).
+
+    ``If-Match`` uses the strong comparison (a ``W/`` validator never matches) and
+    ``If-None-Match`` the weak one (``weak=True``), as RFC 9110 sections 13.1.1 and 13.1.2 require.
+    """
     current = etag(version)
     for candidate in header.split(","):
         candidate = candidate.strip()
-        if candidate == "*" or candidate.removeprefix("W/") == current:
+        if weak:
+            candidate = candidate.removeprefix("W/")
+        if candidate in ("*", current):
             return True
     return False
 
@@ -214,20 +220,44 @@ async def replace(
 async def delete(
     session: AsyncSession, actor: User, task: Task, *, cache: ResponseCache, if_match: str | None = None
 ) -> None:
-    """Delete a task. Raises: VersionMismatch when ``if_match`` is stale."""
+    """Delete a task, only at the version that was read (a concurrent write or delete wins).
+
+    Raises:
+        VersionMismatch: ``if_match`` is stale, or the task changed since it was read.
+        TaskNotFound: a concurrent request deleted it first.
+    """
     _check_if_match(task, if_match)
-    now = utcnow()
-    events.record(session, events.TASK_DELETED, task, {}, now)
-    await task_repo.delete_task(session, task)
+    if not await task_repo.delete_task(session, task):
+        if await task_repo.exists_owned(session, task.owner_id, task.id):
+            raise VersionMismatch("The task was changed by another request; fetch it again and retry.")
+        raise TaskNotFound(f"No task with id {task.id}.")
+    events.record(session, events.TASK_DELETED, task, {}, utcnow())
     _invalidate_after_commit(session, cache, task.owner_id)
+
+
+MAX_PAGE = 1_000_000
+
+
+def _query_error(field: str, msg: str) -> UnprocessableEntity:
+    return UnprocessableEntity(f"Invalid query parameter {field}: {msg}.", errors=[field_error(["query", field], msg)])
 
 
 def _validate_query(query: TaskQuery) -> None:
     if query.page is not None and query.cursor is not None:
-        raise UnprocessableEntity(
-            "Use either page or cursor, not both.",
-            errors=[field_error(["query", "cursor"], "cannot be combined with page")],
-        )
+        raise _query_error("cursor", "cannot be combined with page")
+    if query.page is not None and query.page > MAX_PAGE:
+        raise _query_error("page", f"must be at most {MAX_PAGE}")
+    for name in ("q", "tag"):
+        value = getattr(query, name)
+        if value is not None and "\x00" in value:
+            raise _query_error(name, "must not contain NUL characters")
+    for name in ("due_before", "due_after"):
+        value = getattr(query, name)
+        if value is not None:
+            try:
+                to_utc(value)
+            except OverflowError as exc:
+                raise _query_error(name, "is out of the supported date range") from exc
 
 
 def _decode_after(query: TaskQuery) -> tuple[Any, uuid.UUID] | None:
@@ -241,15 +271,15 @@ def _decode_after(query: TaskQuery) -> tuple[Any, uuid.UUID] | None:
         value: Any
         if name == "priority":
             value = int(raw) if raw is not None else None
-            if value is None:
-                raise ValueError("priority cursor needs a value")
+            if value not in (1, 2, 3):
+                raise ValueError("priority cursor needs a rank of 1..3")
         elif raw is None:
             if name != "due_date":
                 raise ValueError("cursor needs a value")
             value = None
         else:
             value = to_utc(datetime.fromisoformat(str(raw)))
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
         raise UnprocessableEntity(
             "The cursor is not valid.", errors=[field_error(["query", "cursor"], "invalid cursor")]
         ) from exc
@@ -308,7 +338,9 @@ async def list_page_json(
     be stored under an already-superseded key (a client never reads its own stale data).
     """
     user_key = actor.id.hex
-    generation = await cache.generation(user_key) if ttl > 0 else None
+    # `overdue` depends on the clock, not only on writes: such pages are never cached.
+    cacheable = ttl > 0 and query.overdue is None
+    generation = await cache.generation(user_key) if cacheable else None
     key = None
     if generation is not None:
         digest = hashlib.sha256(query.cache_key().encode()).hexdigest()[:32]

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhub.auth.models import RevokedAccessToken
+from taskhub.auth.models import RefreshToken, RevokedAccessToken
 from taskhub.users.models import User
 
 
@@ -24,9 +24,19 @@ async def get_by_email(session: AsyncSession, email_normalized: str) -> User | N
     return result.scalar_one_or_none()
 
 
-async def get_for_auth(session: AsyncSession, user_id: uuid.UUID, jti: str) -> tuple[User, bool] | None:
-    """``(user, jti_revoked)`` in one round trip, or None when the user does not exist."""
-    revoked = exists().where(RevokedAccessToken.jti == jti).label("revoked")
+async def get_for_auth(
+    session: AsyncSession, user_id: uuid.UUID, jti: str, session_id: uuid.UUID | None
+) -> tuple[User, bool] | None:
+    """``(user, revoked)`` in one round trip, or None when the user does not exist.
+
+    ``revoked`` is true when ``jti`` is on the denylist or the login family ``session_id`` has a
+    revoked refresh token (logout or reuse detection revoke whole families).
+    """
+    revoked_cond: ColumnElement[bool] = exists().where(RevokedAccessToken.jti == jti)
+    if session_id is not None:
+        family_revoked = exists().where(RefreshToken.family_id == session_id, RefreshToken.revoked_at.is_not(None))
+        revoked_cond = or_(revoked_cond, family_revoked)
+    revoked = revoked_cond.label("revoked")
     row = (await session.execute(select(User, revoked).where(User.id == user_id))).first()
     if row is None:
         return None

@@ -7,12 +7,16 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from taskhub.core.security import normalize_email
 
 
 def _check_email(value: str) -> str:
     value = value.strip()
-    if len(value) > 320:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if len(value) > 320 or len(normalize_email(value)) > 320:
         raise ValueError("must be at most 320 characters")
     try:
         validate_email(value, check_deliverability=False)
@@ -22,6 +26,8 @@ def _check_email(value: str) -> str:
 
 
 def _check_name(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
     value = value.strip()
     if not 1 <= len(value) <= 100:
         raise ValueError("must be 1..100 characters after trimming")
@@ -60,6 +66,13 @@ class UserUpdate(StrictModel):
     name: Name | None = None
     email: Email | None = None
     current_password: Password | None = None
+
+    @field_validator("name", "email")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 class PasswordChange(StrictModel):

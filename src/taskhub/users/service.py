@@ -55,6 +55,9 @@ async def create_user(
     """
     check_password(password, email, field="password")
     normalized = normalize_email(email)
+    # Hash before the first statement: on SQLite that statement takes the write lock, which
+    # must not be held during the ~20-40 ms of argon2.
+    password_hash = await hasher.hash(password)
     if await user_repo.get_by_email(session, normalized) is not None:
         raise EmailTaken(f"An account with the email {email!r} already exists.")
     now = utcnow()
@@ -62,7 +65,7 @@ async def create_user(
         email=email,
         email_normalized=normalized,
         name=name,
-        password_hash=await hasher.hash(password),
+        password_hash=password_hash,
         role=role,
         is_active=True,
         tokens_valid_after=token_cutoff(now),
