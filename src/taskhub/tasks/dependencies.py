@@ -23,7 +23,7 @@ async def owned_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep)
 OwnedTask = Annotated[Task, Depends(owned_task)]
 
 
-def task_query(
+async def task_query(
     status: Annotated[list[Status] | None, Query(description="Repeatable: ?status=todo&status=done")] = None,
     priority: Annotated[list[Priority] | None, Query(description="Repeatable")] = None,
     tag: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
@@ -36,7 +36,10 @@ def task_query(
     page: Annotated[int | None, Query(ge=1, description="Offset paging; returns total")] = None,
     cursor: Annotated[str | None, Query(max_length=1000, description="Keyset paging from next_cursor")] = None,
 ) -> TaskQuery:
-    """Parse the list query; out-of-range values are 422 (never clamped)."""
+    """Parse the list query; out-of-range values are 422 (never clamped).
+
+    ``async`` only so that FastAPI calls it on the event loop instead of the thread pool.
+    """
     return TaskQuery(
         status=status,
         priority=priority,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 
 from taskhub.auth.dependencies import CurrentUser
-from taskhub.context import AppContext, get_context
+from taskhub.context import Ctx
 from taskhub.core.errors import UnprocessableEntity, field_error
 from taskhub.core.responses import model_response
 from taskhub.db.session import SessionDep
@@ -16,7 +16,6 @@ from taskhub.tasks.dependencies import OwnedTask, TaskQueryDep
 from taskhub.tasks.schemas import TaskCreate, TaskPage, TaskRead, TaskReplace, TaskStats, TaskUpdate
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
-Ctx = Annotated[AppContext, Depends(get_context)]
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 
