@@ -1,0 +1,1 @@
+"""Taskhub load benchmarks: ``python -m bench`` (see ``bench/RESULTS.md``)."""
