@@ -140,6 +140,7 @@ class TestEtagsAndRoutes:
         url = f"/api/v1/tasks/{task['id']}"
         assert (await client.patch(url, json={"title": "x"}, headers={**h, "If-Match": 'W/"1"'})).status_code == 412
         assert (await client.patch(url, json={"title": "x"}, headers={**h, "If-Match": '"0", "1"'})).status_code == 200
+        assert (await client.get(url, headers={**h, "If-None-Match": 'W/"2"'})).status_code == 304  # weak match
 
     async def test_trailing_slash_is_404_not_a_redirect(self, api: Api, client: httpx.AsyncClient) -> None:
         h = await api.user("slash@x.io")

@@ -73,7 +73,7 @@ async def get_task(
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """One task, with its ``ETag``; ``If-None-Match`` with the current ETag answers 304."""
-    if if_none_match is not None and task_service.etag_matches(if_none_match, task.version):
+    if if_none_match is not None and task_service.etag_matches(if_none_match, task.version, weak=True):
         return Response(status_code=304, headers={"ETag": task_service.etag(task.version)})
     return _task_response(TaskRead.model_validate(task))
 
