@@ -350,6 +350,7 @@ class TestList:
         assert await ids("q=report") == {a["id"], b["id"]}
         assert await ids("q=100%25_") == {d["id"]}  # wildcards are literal
         assert await ids("q=50%25") == set()
+        assert await ids("q=") == {a["id"], b["id"], c["id"], d["id"]}  # empty search = no filter
         assert await ids("overdue=true") == {a["id"]}
         assert await ids("overdue=false") == {b["id"], c["id"], d["id"]}
         before = iso(now).replace("+", "%2B")
