@@ -370,7 +370,7 @@ class TestList:
             "due_before=2026-01-01T00:00:00",
             "page=1&cursor=abc",
             "cursor=%%%",
-            "q=",
+            "q=" + "x" * 201,
         ],
     )
     async def test_out_of_range_is_422(self, client: httpx.AsyncClient, alice: H, query: str) -> None:
