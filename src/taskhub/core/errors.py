@@ -15,6 +15,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -223,7 +224,22 @@ def install_error_handlers(app: FastAPI) -> None:
             detail="An unexpected error occurred; it has been logged.",
         )
 
+    async def pool_exhausted(request: Request, exc: Exception) -> Response:
+        # Every pooled database connection stayed busy for the pool timeout: the service is
+        # overloaded, not broken. A clean 503 the client may retry, never a 500.
+        log.warning("database_pool_exhausted", path=request.url.path)
+        return problem_response(
+            request.url.path,
+            _request_id(request),
+            status=503,
+            title="Service unavailable",
+            detail="The service is busy (no database connection became free in time); retry shortly.",
+            slug="unavailable",
+            headers={"Retry-After": "1"},
+        )
+
     app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(PoolTimeoutError, pool_exhausted)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unexpected_error)
