@@ -55,7 +55,9 @@ def test_serve_create_admin_and_seed(tmp_path: Path) -> None:
     """A real session: seed 3 users x 45 tasks, create an admin, then page and filter over HTTP."""
     seeded = run(["seed-demo", "--users", "3", "--tasks", "45"], tmp_path)
     assert seeded.returncode == 0, seeded.stderr
-    assert "seeded 3 users x 45 tasks" in seeded.stdout
+    assert "seeded 3 users x 45 tasks (135 tasks created now)" in seeded.stdout
+    again = run(["seed-demo", "--users", "3", "--tasks", "45"], tmp_path)
+    assert "(0 tasks created now)" in again.stdout  # re-running tops up, never duplicates
     made = run(
         ["create-admin", "--email", "boss@example.com", "--name", "Boss"],
         tmp_path,

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from taskhub.admin.router import router as admin_router
 from taskhub.auth.router import router as auth_router
+from taskhub.ops.docs import router as docs_router
 from taskhub.ops.router import router as ops_router
 from taskhub.tasks.router import router as tasks_router
 from taskhub.users.router import router as users_router
@@ -19,4 +20,5 @@ api_router.include_router(admin_router)
 
 root_router = APIRouter()
 root_router.include_router(ops_router)
+root_router.include_router(docs_router)
 root_router.include_router(web_router)

@@ -119,8 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,  # served by ops.docs from vendored Swagger UI files (works offline)
+        redoc_url=None,
         redirect_slashes=False,  # a redirect would name http:// behind a TLS proxy; 404 is clearer
     )
     app.state.ctx = ctx
@@ -146,13 +146,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "RateLimit-Reset",
             ],
         )
+    # The body guard sits inside the rate limiter: oversized or non-JSON bodies are counted
+    # and their 413/415 answers carry the RateLimit-* headers like every other API response.
+    app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=ctx.limiter,
         peek_subject=ctx.tokens.peek_subject,
         trusted=settings.trusted_networks,
     )
-    app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(RequestIdMiddleware, access_log_enabled=settings.access_log)
     return app

@@ -68,7 +68,7 @@ async def _migrate(settings: Settings) -> None:
 
 @app.command("migrate")
 def migrate_cmd() -> None:
-    """Upgrade the database to the latest schema (Alembic ``upgrade head``)."""
+    """Upgrade the database to the latest schema (Alembic "upgrade head")."""
     settings = _settings()
     asyncio.run(_migrate(settings))
     typer.echo("database is at the latest revision")
@@ -120,7 +120,7 @@ def create_admin(
         raise typer.Exit(1) from exc
 
 
-async def _seed(settings: Settings, users: int, tasks: int, password: str) -> list[str]:
+async def _seed(settings: Settings, users: int, tasks: int, password: str) -> tuple[list[str], int]:
     from taskhub.core.cache import NullCache
     from taskhub.core.security import PasswordHasher, normalize_email
     from taskhub.core.timeutil import utcnow
@@ -161,6 +161,7 @@ async def _seed(settings: Settings, users: int, tasks: int, password: str) -> li
     ]
     tags = ["work", "home", "urgent", "later", "finance", "ops", "personal", "team"]
     emails: list[str] = []
+    created = 0
     cache = NullCache()
     try:
         with Progress(
@@ -176,11 +177,14 @@ async def _seed(settings: Settings, users: int, tasks: int, password: str) -> li
                         user = await user_service.create_user(
                             session, hasher, email=email, password=password, name=f"Demo User {u}"
                         )
-                progress.advance(bar)
+                    existing = (await task_service.stats(session, user)).total
+                progress.advance(bar, 1 + min(existing, tasks))
                 now = utcnow()
-                for start in range(0, tasks, 100):
+                missing = max(0, tasks - existing)  # re-running tops users up, never duplicates
+                created += missing
+                for start in range(0, missing, 100):
                     async with db.unit_of_work() as session:
-                        for _ in range(start, min(start + 100, tasks)):
+                        for _ in range(start, min(start + 100, missing)):
                             title = " ".join(rng.sample(words, 3)).capitalize()
                             due = now + timedelta(days=rng.randint(-20, 40)) if rng.random() < 0.7 else None
                             data = TaskCreate(
@@ -195,7 +199,7 @@ async def _seed(settings: Settings, users: int, tasks: int, password: str) -> li
                             progress.advance(bar)
     finally:
         await db.dispose()
-    return emails
+    return emails, created
 
 
 @app.command("seed-demo")
@@ -204,12 +208,14 @@ def seed_demo(
     tasks: Annotated[int, typer.Option(min=0, help="Tasks per user")] = 50,
     password: Annotated[str, typer.Option(help="Password of every demo user")] = "demo-password-2026",  # noqa: S107
 ) -> None:
-    """Fill the database with demo users (demo1@example.com, ...) and their tasks."""
+    """Fill the database with demo users (demo1@example.com, ...) and their tasks; re-running tops up."""
     settings = _settings()
     if settings.is_sqlite:
         asyncio.run(_migrate(settings))
-    emails = asyncio.run(_seed(settings, users, tasks, password))
-    typer.echo(f"seeded {len(emails)} users x {tasks} tasks; sign in as {emails[0]} / {password}")
+    emails, created = asyncio.run(_seed(settings, users, tasks, password))
+    typer.echo(
+        f"seeded {len(emails)} users x {tasks} tasks ({created} tasks created now); sign in as {emails[0]} / {password}"
+    )
 
 
 @app.command()

@@ -63,6 +63,11 @@ class TestProblemDetails:
         )
         assert r.status_code == 201
 
+    async def test_json_to_the_oauth2_form_is_415_with_a_hint(self, client: httpx.AsyncClient) -> None:
+        r = await client.post("/api/v1/auth/token", json={"username": "a@x.io", "password": "pw"})
+        assert r.status_code == 415
+        assert "/api/v1/auth/login" in r.json()["detail"]
+
     async def test_unexpected_error_is_bare_500(
         self, app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -163,6 +168,34 @@ class TestRateLimits:
             assert 1 <= int(r.headers["retry-after"]) <= 60
             assert 0 <= int(r.headers["ratelimit-reset"]) <= 60
             assert (await c.get("/health")).status_code == 200  # operations are not limited
+
+    async def test_refresh_spends_the_ip_budget_only_when_it_fails(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        app = await self._app(
+            app_factory, settings_factory, rate_limit_auth="3 per minute", rate_limit_anon="1000 per minute"
+        )
+        async with client_for(app) as c:
+            api = Api(c)
+            await api.register("rl@x.io")
+            tokens = await api.login("rl@x.io")  # 2 of 3 spent (register + login)
+            for _ in range(5):  # a dashboard reloading: one refresh per page load
+                r = await c.post("/api/v1/auth/refresh")
+                assert r.status_code == 200
+            assert (await c.post("/api/v1/auth/refresh", json={"refresh_token": "guess"})).status_code == 401
+            limited = await c.post("/api/v1/auth/refresh")  # budget spent by the failure
+            assert limited.status_code == 429
+            assert int(limited.headers["retry-after"]) >= 1
+            assert tokens["refresh_token"]
+
+    async def test_body_errors_carry_rate_limit_headers(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        app = await self._app(app_factory, settings_factory, rate_limit_anon="5 per minute")
+        async with client_for(app) as c:
+            r = await c.post("/api/v1/auth/login", content=b"x", headers={"Content-Type": "text/plain"})
+            assert r.status_code == 415
+            assert r.headers["ratelimit-limit"] == "5"
 
     async def test_headers_on_allowed_responses(
         self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]

@@ -39,7 +39,14 @@ async def test_ready_503_when_database_down(app_factory: object, settings_factor
 
 
 async def test_docs_and_openapi(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/docs")).status_code == 200
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in docs.text and "cdn." not in docs.text  # works offline
+    js = await client.get("/docs/assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert len(js.content) > 1_000_000
+    assert (await client.get("/docs/assets/../app.py")).status_code == 404
+    assert (await client.get("/docs/oauth2-redirect")).status_code == 200
     schema = (await client.get("/openapi.json")).json()
     assert schema["info"]["title"] == "Taskhub"
     assert "/api/v1/tasks" in schema["paths"]

@@ -203,6 +203,11 @@ class TestReadUpdateDelete:
             f"/api/v1/tasks/{task['id']}", json={"title": "v3"}, headers={**alice, "If-Match": '"1"'}
         )
         assert stale_put.status_code == 412
+        unquoted = await client.patch(
+            f"/api/v1/tasks/{task['id']}", json={"title": "v3"}, headers={**alice, "If-Match": "2"}
+        )
+        assert unquoted.status_code == 412
+        assert 'ETags are quoted strings: send If-Match: "<version>"' in unquoted.json()["detail"]
         stale_delete = await client.delete(f"/api/v1/tasks/{task['id']}", headers={**alice, "If-Match": '"1"'})
         assert stale_delete.status_code == 412
         current = (await client.get(f"/api/v1/tasks/{task['id']}", headers=alice)).json()

@@ -13,8 +13,9 @@ from taskhub.auth.dependencies import CurrentUser, current_claims
 from taskhub.auth.errors import InvalidRefreshToken
 from taskhub.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
 from taskhub.context import AppContext, Ctx
+from taskhub.core.errors import Unauthorized
 from taskhub.core.responses import model_response
-from taskhub.core.security import AccessClaims, hash_token, normalize_email
+from taskhub.core.security import AccessClaims, normalize_email
 from taskhub.db.session import SessionDep
 from taskhub.users import service as user_service
 from taskhub.users.schemas import UserRead
@@ -83,10 +84,19 @@ async def refresh(request: Request, session: SessionDep, ctx: Ctx, body: Refresh
     presented = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     if not presented:
         raise InvalidRefreshToken("Send the refresh token in the body or the refresh cookie.")
-    await _account_limit(request, ctx, "refresh:" + hash_token(presented)[:32])
-    issued = await auth_service.refresh(
-        session, ctx.tokens, refresh_token=presented, refresh_ttl=ctx.settings.refresh_token_ttl
-    )
+    # Only failed refreshes spend the per-IP login budget (guessing tokens is what it stops);
+    # once it is spent, refreshes from that IP are refused too.
+    ip = getattr(request.state, "client_ip", None)
+    if ip is not None and await ctx.limiter.exhausted("auth", ip):
+        await ctx.limiter.enforce("auth", ip)
+    try:
+        issued = await auth_service.refresh(
+            session, ctx.tokens, refresh_token=presented, refresh_ttl=ctx.settings.refresh_token_ttl
+        )
+    except Unauthorized:
+        if ip is not None:
+            await ctx.limiter.hit("auth", ip)
+        raise
     return _token_response(ctx, issued)
 
 

@@ -58,6 +58,17 @@ class BodyGuardMiddleware:
         else:
             length = -1  # chunked or absent
         path: str = scope["path"]
+        if path in _FORM_PATHS and length != 0:
+            content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            if content_type == "application/json" or content_type.endswith("+json"):
+                await self._reject(
+                    scope,
+                    send,
+                    415,
+                    "This endpoint takes an OAuth2 form (application/x-www-form-urlencoded with username "
+                    "and password); JSON clients use POST /api/v1/auth/login.",
+                )
+                return
         if path.startswith(self.api_prefix) and length != 0 and path not in _FORM_PATHS:
             content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
             has_body = length > 0 or _header(scope, b"transfer-encoding") is not None

@@ -109,6 +109,18 @@ class RateLimiter:
             self.rejections += 1
         return result
 
+    async def exhausted(self, scope: str, key: str) -> bool:
+        """True when ``key`` has no budget left under ``scope`` (nothing is counted)."""
+        item = self._items[scope]
+        if not self.enabled:
+            return False
+        if self.shared and not self.breaker.is_open:
+            try:
+                return not await self._limiter.test(item, scope, key)
+            except Exception:  # storage errors differ by client library; any of them means "down"
+                self.breaker.trip()
+        return not await self._fallback.test(item, scope, key)
+
     async def enforce(self, scope: str, key: str) -> RateLimitResult:
         """Like :meth:`hit`, but raises when rejected.
 
@@ -128,7 +140,10 @@ class RateLimiter:
         await self._fallback.storage.reset()
 
 
-AUTH_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh", "/api/v1/auth/token"})
+# Charged per IP before the request. ``/auth/refresh`` is charged per IP only when it fails
+# (see ``auth.router.refresh``): a valid refresh token is a 256-bit secret, and a dashboard
+# restores its session with one refresh per page load.
+AUTH_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/token"})
 
 
 def client_ip(scope: Scope, trusted: Sequence[IPNetwork]) -> str:

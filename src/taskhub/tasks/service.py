@@ -55,9 +55,13 @@ def etag_matches(header: str, version: int, *, weak: bool = False) -> bool:
 
 def _check_if_match(task: Task, if_match: str | None) -> None:
     if if_match is not None and not etag_matches(if_match, task.version):
+        hint = ""
+        stripped = if_match.strip()
+        if stripped and not stripped.startswith(('"', "W/", "*")):
+            hint = ' ETags are quoted strings: send If-Match: "<version>" exactly as the ETag header shows it.'
         raise VersionMismatch(
-            f"If-Match {if_match} does not match the current version {etag(task.version)}; "
-            "fetch the task again and retry."
+            f"If-Match {if_match} does not match the current ETag {etag(task.version)}; "
+            f"fetch the task again and retry.{hint}"
         )
 
 
