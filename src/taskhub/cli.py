@@ -51,6 +51,7 @@ def serve(
         access_log=access_log,
         proxy_headers=False,
         server_header=False,
+        log_config=None,  # uvicorn's loggers go through the app's structlog configuration
         log_level=settings.log_level.lower(),
     )
 
