@@ -32,8 +32,9 @@ def open_signed_in(page: Page, server: Server, email: str, password: str = PASSW
 
 
 def item(page: Page, title: str) -> Any:
-    return page.locator("#task-list > li").filter(has=page.locator(".task-title", has_text=re.compile(f"^{re.escape(title)}$")))
-
+    return page.locator("#task-list > li").filter(
+        has=page.locator(".task-title", has_text=re.compile(f"^{re.escape(title)}$"))
+    )
 
 
 def create_task(
@@ -68,6 +69,9 @@ def test_user_journey(server: Server, page: Page, probe: PageProbe, shots: Calla
     page.goto(server.url + "/")
     expect(page.locator("#signin-heading")).to_be_visible()
     assert page.title() == "Sign in · Taskhub"
+    # The one console error of a signed-out load: Chromium logs the expected 401 of /auth/refresh.
+    assert len(probe.failed_loads) == 1 and "status of 401" in probe.failed_loads[0]
+    assert "/api/v1/auth/refresh" in probe.failed_loads[0]
     shots(page, "signin")
 
     # sign up
@@ -81,14 +85,22 @@ def test_user_journey(server: Server, page: Page, probe: PageProbe, shots: Calla
     )
     expect(page.locator("#signin-email")).to_have_value("ann@example.com")
 
+    # a missing field: singular or plural by count
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#signin-msg")).to_have_text("Fill in the highlighted field.")
+    page.locator("#signin-email").fill("")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#signin-msg")).to_have_text("Fill in the 2 highlighted fields.")
+    page.locator("#signin-email").fill("ann@example.com")
+
     # a wrong password is said in words next to the form
     page.locator("#signin-password").fill("not the password")
     page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#signin-msg")).to_have_text("The email or password is incorrect.")
 
-    # sign in
+    # sign in: a first sign-in right after signing up is not a "welcome back"
     sign_in(page, "ann@example.com")
-    expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome back!")
+    expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome to Taskhub, Ann Example!")
     expect(page.locator("#whoami")).to_have_text("Ann Example (ann@example.com)")
     expect(page.locator("#nav-admin")).to_be_hidden()
     expect(page.locator("#empty-title")).to_have_text("No tasks yet")
@@ -140,6 +152,7 @@ def test_user_journey(server: Server, page: Page, probe: PageProbe, shots: Calla
     # filter by priority, then search, then clear
     page.get_by_label("Priority", exact=True).first.select_option("high")
     expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 1 task")
+    expect(page.locator("#list-msg")).to_be_empty()  # "Saved “Buy oat milk”." was about the old view
     expect(page.locator("#task-list .task-title")).to_have_text(["Write the report"])
     assert "priority=high" in page.url
     page.locator("#filter-priority").select_option("")
@@ -151,7 +164,9 @@ def test_user_journey(server: Server, page: Page, probe: PageProbe, shots: Calla
     page.locator("#empty-action").click()
     expect(page.locator("#page-info")).to_have_text("Page 1 of 1 · 3 tasks")
     page.locator("#filter-sort").select_option("-priority")
-    expect(page.locator("#task-list .task-title")).to_have_text(["Write the report", "Call the plumber", "Buy oat milk"])
+    expect(page.locator("#task-list .task-title")).to_have_text(
+        ["Write the report", "Call the plumber", "Buy oat milk"]
+    )
 
     # complete one
     item(page, "Write the report").get_by_role("button", name="Mark done").click()
@@ -196,9 +211,14 @@ def test_user_journey(server: Server, page: Page, probe: PageProbe, shots: Calla
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#auth-msg")).to_have_text("You have signed out.")
     expect(page.locator("#signin-heading")).to_be_visible()
+    assert "#" not in page.url  # the next person does not inherit "?sort=-priority"
     page.reload()
     expect(page.locator("#signin-heading")).to_be_visible()
     expect(page.locator("#topbar")).to_be_hidden()
+    sign_in(page, "ann@example.com")
+    expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome back!")
+    expect(page.locator("#filter-sort")).to_have_value("-created_at")
+    expect(page.locator("#task-list .task-title")).to_have_text(["Buy oat milk", "Write the report"])
     assert probe.dialogs == []
     assert probe.errors == []
 
@@ -227,11 +247,19 @@ def test_validation_error_names_the_field_and_keeps_the_input(
     expect(page.locator("#task-tags")).to_have_value("alpha, beta")
     shots(page, "edit-error")
 
+    # two wrong fields: the message counts them
+    page.locator("#task-tags").fill(", ".join(f"t{i}" for i in range(21)))
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#task-form-msg")).to_have_text("Check the 2 highlighted fields.")
+    expect(page.locator("#task-title-error")).to_be_visible()
+    expect(page.locator("#task-tags-error")).to_have_text("At most 20 tags")
+
     # 21 tags: the message lands next to the tags field
     page.get_by_label("Title", exact=True).fill("Tagged")
     page.locator("#task-tags").fill(", ".join(f"t{i}" for i in range(21)))
     page.get_by_role("button", name="Create task").click()
     expect(page.locator("#task-tags-error")).to_have_text("At most 20 tags")
+    expect(page.locator("#task-form-msg")).to_have_text("Check the highlighted field.")
     expect(page.locator("#task-title-error")).to_be_hidden()
     expect(page.get_by_label("Title", exact=True)).to_have_value("Tagged")
 
@@ -334,7 +362,15 @@ def test_paging(server: Server, page: Page) -> None:
 
 def test_admin_deactivates_a_user(server: Server, page: Page, probe: PageProbe, shots: Callable[..., None]) -> None:
     bob = server.register("bob@example.com", "Bob Builder")
-    server.create_task(server.token("bob@example.com"), title="Bob's secret plan", priority="high")
+    bob_token = server.token("bob@example.com")
+    for i in range(19):  # a full page of all tasks, to see how long the page gets on a phone
+        server.create_task(
+            bob_token,
+            title=f"Chore {i:02d} with a rather long title to cut short",
+            priority=("low", "medium", "high")[i % 3],
+            due_date=f"2026-12-{i + 1:02d}T09:00:00Z" if i % 2 else None,
+        )
+    server.create_task(bob_token, title="Bob's secret plan", priority="high")
 
     # a plain user is kept off the admin page
     open_signed_in(page, server, "bob@example.com")
@@ -357,13 +393,27 @@ def test_admin_deactivates_a_user(server: Server, page: Page, probe: PageProbe, 
     expect(me_row.locator("td").nth(0)).to_have_text("Admin (you)")
     task_row = page.locator("#alltasks-body tr").filter(has_text="Bob's secret plan")
     expect(task_row.locator("td")).to_have_text(["Bob's secret plan", "bob@example.com", "To do", "High", "—"])
+    expect(page.locator("#alltasks-body tr")).to_have_count(20)
     shots(page, "admin")
+    # On a phone the 20 tasks are a dense list, not 20 tall cards (the page was ~6,200 px tall).
+    page.set_viewport_size({"width": 360, "height": 800})
+    rows = page.locator("#alltasks-body tr").evaluate_all("rs => rs.map(r => r.getBoundingClientRect().height)")
+    assert max(rows) < 70, rows
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    page.set_viewport_size({"width": 1440, "height": 900})
 
     # search, then deactivate Bob
     page.get_by_label("Search by email or name").fill("bob")
     page.locator("#users-search").get_by_role("button", name="Search").click()
     expect(page.locator("#users-body tr")).to_have_count(1)
+    # deactivating asks first (cancel, then confirm); activating again does not
     bob_row.get_by_role("button", name="Deactivate: bob@example.com").click()
+    expect(page.locator("#confirm-title")).to_have_text("Deactivate this user?")
+    page.locator("#confirm-dialog").get_by_role("button", name="Cancel").click()
+    expect(bob_row.locator(".row-msg")).to_have_text("Not deactivated.")
+    expect(bob_row.locator("td").nth(3)).to_have_text("Active")
+    bob_row.get_by_role("button", name="Deactivate: bob@example.com").click()
+    page.locator("#confirm-dialog").get_by_role("button", name="Deactivate user").click()
     expect(bob_row.locator(".row-msg")).to_have_text("bob@example.com was deactivated; their sessions have ended.")
     expect(bob_row.locator("td").nth(3)).to_have_text("Deactivated")
     expect(bob_row.get_by_role("button", name="Activate: bob@example.com")).to_be_visible()
@@ -372,6 +422,8 @@ def test_admin_deactivates_a_user(server: Server, page: Page, probe: PageProbe, 
     page.get_by_label("Search by email or name").fill("admin@")
     page.locator("#users-search").get_by_role("button", name="Search").click()
     me_row.get_by_role("button", name="Deactivate: admin@example.com").click()
+    expect(page.locator("#confirm-title")).to_have_text("Deactivate your own account?")
+    page.locator("#confirm-dialog").get_by_role("button", name="Deactivate user").click()
     expect(me_row.locator(".row-msg")).to_have_text(
         "Not changed: The last active admin cannot be demoted, deactivated or deleted."
     )
@@ -406,6 +458,13 @@ def test_admin_deactivates_a_user(server: Server, page: Page, probe: PageProbe, 
     with httpx.Client(base_url=server.url) as c:
         r = c.post("/api/v1/auth/login", json={"email": "bob@example.com", "password": PASSWORD})
         assert r.status_code == 403
+
+    # activating again needs no confirmation
+    sign_in(page, ADMIN_EMAIL, ADMIN_PASSWORD)
+    page.get_by_role("link", name="Admin").click()
+    bob_row.get_by_role("button", name="Activate: bob@example.com").click()
+    expect(bob_row.locator(".row-msg")).to_have_text("bob@example.com was activated.")
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
     assert probe.dialogs == []
     assert probe.errors == []
 
@@ -424,8 +483,9 @@ def test_keyboard_only(server: Server, page: Page, probe: PageProbe) -> None:
     expect(page.locator("#tasks-heading")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.locator("#new-task")).to_be_focused()
-    style = page.evaluate("(() => { const s = getComputedStyle(document.activeElement); "
-                          "return [s.outlineStyle, s.outlineWidth]; })()")
+    style = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]; })()"
+    )
     assert style == ["solid", "3px"]
     page.keyboard.press("Enter")
     expect(page.get_by_label("Title", exact=True)).to_be_focused()
@@ -441,8 +501,15 @@ def test_keyboard_only(server: Server, page: Page, probe: PageProbe) -> None:
     names = []
     for _ in range(6):
         page.keyboard.press("Tab")
-        names.append(page.evaluate("document.activeElement.getAttribute('aria-label') || document.activeElement.textContent"))
-    assert names[:4] == ["Clear filters", "Mark done: Typed with keys", "Edit: Typed with keys", "Delete: Typed with keys"]
+        names.append(
+            page.evaluate("document.activeElement.getAttribute('aria-label') || document.activeElement.textContent")
+        )
+    assert names[:4] == [
+        "Clear filters",
+        "Mark done: Typed with keys",
+        "Edit: Typed with keys",
+        "Delete: Typed with keys",
+    ]
     assert probe.errors == []
 
 
@@ -489,8 +556,9 @@ def test_changes_made_elsewhere_are_reported_not_overwritten(server: Server, pag
     # another client changes the task behind this page's back (version 1 -> 2)
     item(page, "Shared task").get_by_role("button", name="Edit").click()
     with server.api() as c:
-        r = c.patch(f"/api/v1/tasks/{task['id']}", json={"priority": "high"},
-                    headers={"Authorization": f"Bearer {token}"})
+        r = c.patch(
+            f"/api/v1/tasks/{task['id']}", json={"priority": "high"}, headers={"Authorization": f"Bearer {token}"}
+        )
         assert r.status_code == 200
         assert c.delete(f"/api/v1/tasks/{gone['id']}", headers={"Authorization": f"Bearer {token}"}).status_code == 204
 
@@ -498,11 +566,15 @@ def test_changes_made_elsewhere_are_reported_not_overwritten(server: Server, pag
     page.get_by_label("Title", exact=True).fill("My stale rename")
     page.get_by_role("button", name="Save changes").click()
     expect(page.locator("#task-form-msg")).to_have_text(
-        "Not saved: this task was changed elsewhere. Your text is kept; close the form and edit it again "
-        "to see the latest version."
+        "Not saved: this task was changed elsewhere. Your text is kept. Choose “Discard changes” to load "
+        "the latest version, or close the form and choose Edit again to apply your text to it."
     )
     expect(page.get_by_label("Title", exact=True)).to_have_value("My stale rename")
     expect(item(page, "Soon gone")).to_have_count(0)  # the list was refreshed meanwhile
+    # "Discard changes" loads the version the other client saved
+    page.get_by_role("button", name="Discard changes").click()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Shared task")
+    expect(page.locator("#task-priority")).to_have_value("high")
     page.get_by_role("button", name="Close").click()
 
     # deleting a task that is already gone says so
@@ -521,4 +593,140 @@ def test_changes_made_elsewhere_are_reported_not_overwritten(server: Server, pag
     expect(item(page, "Ghost")).to_have_count(0)
     stored = server.tasks(token)["items"]
     assert [(t["title"], t["priority"], t["version"]) for t in stored] == [("Shared task", "high", 2)]
+    assert probe.errors == []
+
+
+def test_escape_keeps_what_was_typed(server: Server, page: Page, probe: PageProbe) -> None:
+    server.register("escape@example.com", "Escape")
+    server.create_task(server.token("escape@example.com"), title="Existing task")
+    open_signed_in(page, server, "escape@example.com")
+
+    # Escape on an untouched form just closes it
+    page.get_by_role("button", name="New task").click()
+    page.keyboard.press("Escape")
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(page.locator("#new-task")).to_have_text("New task")
+    expect(page.locator("#list-msg")).to_be_empty()
+
+    # Escape on a new task with text: kept as a draft, and reopening brings it back
+    page.get_by_role("button", name="New task").click()
+    page.get_by_label("Title", exact=True).fill("Half-typed idea")
+    page.locator("#task-priority").select_option("high")
+    page.keyboard.press("Escape")
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(page.locator("#list-msg")).to_have_text(
+        "What you typed is kept as a draft: choose “New task (draft)” to go on."
+    )
+    expect(page.locator("#new-task")).to_have_text("New task (draft)")
+    page.locator("#new-task").click()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Half-typed idea")
+    expect(page.locator("#task-priority")).to_have_value("high")
+    expect(page.locator("#task-form-msg")).to_have_text(
+        "Your unsaved changes are back. Save them, or choose “Discard changes”."
+    )
+
+    # switching to another task's form keeps the new-task draft too; edits are kept per task
+    item(page, "Existing task").get_by_role("button", name="Edit").click()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Existing task")
+    page.get_by_label("Title", exact=True).fill("Existing task, renamed")
+    page.get_by_role("button", name="Close").click()
+    expect(item(page, "Existing task").locator(".btn-edit")).to_have_text("Edit (draft)")
+    item(page, "Existing task").get_by_role("button", name="Edit").click()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Existing task, renamed")
+    page.get_by_role("button", name="Discard changes").click()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Existing task")
+    expect(page.get_by_role("button", name="Discard changes")).to_be_hidden()
+    page.keyboard.press("Escape")
+    expect(item(page, "Existing task").locator(".btn-edit")).to_have_text("Edit")
+
+    page.locator("#new-task").click()
+    expect(page.get_by_label("Title", exact=True)).to_have_value("Half-typed idea")
+    page.get_by_role("button", name="Create task").click()
+    expect(page.locator("#task-form-msg")).to_have_text("Created “Half-typed idea”. Add another, or close the form.")
+    page.keyboard.press("Escape")
+    expect(page.locator("#new-task")).to_have_text("New task")
+    assert probe.errors == []
+
+
+def test_session_restore_waits_out_429_and_network_errors(
+    server: Server, page: Page, probe: PageProbe, shots: Callable[..., None]
+) -> None:
+    """A reload that cannot refresh right now keeps the person signed in: it waits and tries again."""
+    server.register("patient@example.com", "Patient")
+    page.clock.install()
+    open_signed_in(page, server, "patient@example.com")
+    # the greeting goes away by itself
+    page.clock.fast_forward(6000)
+    expect(page.locator("#topbar-msg")).to_be_empty()
+
+    # 429 with Retry-After: say so, keep the sign-in screen away, retry when the time is up
+    answers = ["429"]
+
+    def limited(route: Any) -> None:
+        if answers and answers[0] == "429":
+            answers.pop(0)
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "30"},
+                content_type="application/problem+json",
+                body='{"status": 429, "title": "Too many requests"}',
+            )
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/auth/refresh", limited)
+    page.reload()
+    expect(page.locator("#restore-msg")).to_have_text("Too many sign-in attempts from this network; retrying in 30 s.")
+    expect(page.locator("#loading-text")).to_have_text("Restoring your session…")
+    expect(page.locator("#signin-heading")).to_be_hidden()
+    expect(page.locator("#restore-retry")).to_be_hidden()
+    shots(page, "restoring")
+    page.clock.fast_forward(10_000)
+    expect(page.locator("#restore-msg")).to_have_text("Too many sign-in attempts from this network; retrying in 20 s.")
+    page.clock.fast_forward(20_000)
+    expect(page.locator("#whoami")).to_have_text("Patient (patient@example.com)")
+    expect(page.locator("#topbar-msg")).to_be_empty()  # a restored session is not a new sign-in
+    page.unroute_all()
+
+    # the server cannot be reached: say so in those words and retry
+    aborted: list[int] = []
+
+    def unreachable(route: Any) -> None:
+        if not aborted:
+            aborted.append(1)
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    probe.expect_failed_load(r"net::ERR_CONNECTION_REFUSED .*/api/v1/auth/refresh")
+    page.route("**/api/v1/auth/refresh", unreachable)
+    page.reload()
+    expect(page.locator("#restore-msg")).to_have_text(
+        re.compile(r"^Could not reach Taskhub\. Check your connection; retrying in \d s\.$")
+    )
+    expect(page.locator("#signin-heading")).to_be_hidden()
+    page.clock.fast_forward(5000)
+    expect(page.locator("#whoami")).to_have_text("Patient (patient@example.com)")
+    page.unroute_all()
+
+    # another error names the status, and offers to try again or to sign in
+    failed: list[int] = []
+
+    def broken(route: Any) -> None:
+        if not failed:
+            failed.append(1)
+            route.fulfill(status=500, content_type="application/problem+json", body='{"status": 500}')
+        else:
+            route.continue_()
+
+    probe.expect_failed_load(r"status of 500 .*/api/v1/auth/refresh")
+    page.route("**/api/v1/auth/refresh", broken)
+    page.reload()
+    expect(page.locator("#restore-msg")).to_have_text(
+        "Could not restore your session: Taskhub answered HTTP 500 (Internal Server Error). "
+        "Try again, or sign in again."
+    )
+    expect(page.locator("#signin-heading")).to_be_hidden()
+    page.get_by_role("button", name="Try again now").click()
+    expect(page.locator("#whoami")).to_have_text("Patient (patient@example.com)")
     assert probe.errors == []

@@ -50,6 +50,15 @@ def test_html_has_no_inline_script_or_style() -> None:
 @pytest.mark.parametrize("name", [n for n in FILES if n.endswith(".js")])
 def test_scripts_never_parse_data_as_html_or_persist_tokens(name: str) -> None:
     source = (STATIC / name).read_text()
-    for banned in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                   "new Function", "localStorage", "sessionStorage", "setAttribute(\"style\""):
+    for banned in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        "localStorage",
+        "sessionStorage",
+        'setAttribute("style"',
+    ):
         assert banned not in source, f"{name} uses {banned}"

@@ -7,6 +7,7 @@ import {
 const PAGE_SIZE = 20;
 const users = { q: "", page: 1, total: 0, seq: 0, flash: null };
 const tasks = { q: "", page: 1, total: 0, seq: 0 };
+const shortDate = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" }); // phones
 const knownUsers = new Map(); // id -> user, to name task owners
 let me = null;
 let meChanged = () => {};
@@ -17,18 +18,45 @@ export function initAdmin({ onSelfChanged }) {
     ev.preventDefault();
     users.q = $("users-q").value.trim();
     users.page = 1;
+    say($("users-msg"), "");
     loadUsers();
   });
   $("alltasks-search").addEventListener("submit", (ev) => {
     ev.preventDefault();
     tasks.q = $("alltasks-q").value.trim();
     tasks.page = 1;
+    say($("alltasks-msg"), "");
     loadAllTasks();
   });
-  $("users-prev").addEventListener("click", () => { users.page -= 1; loadUsers(); });
-  $("users-next").addEventListener("click", () => { users.page += 1; loadUsers(); });
-  $("alltasks-prev").addEventListener("click", () => { tasks.page -= 1; loadAllTasks(); });
-  $("alltasks-next").addEventListener("click", () => { tasks.page += 1; loadAllTasks(); });
+  const turn = (st, delta, msgId, load) => () => {
+    st.page += delta;
+    say($(msgId), ""); // a message about the previous page would be stale
+    load();
+  };
+  $("users-prev").addEventListener("click", turn(users, -1, "users-msg", loadUsers));
+  $("users-next").addEventListener("click", turn(users, 1, "users-msg", loadUsers));
+  $("alltasks-prev").addEventListener("click", turn(tasks, -1, "alltasks-msg", loadAllTasks));
+  $("alltasks-next").addEventListener("click", turn(tasks, 1, "alltasks-msg", loadAllTasks));
+}
+
+/** Forget searches, pages and rows (on sign-out, or when someone else signs in on this page). */
+export function resetAdmin() {
+  for (const st of [users, tasks]) {
+    st.q = "";
+    st.page = 1;
+    st.total = 0;
+    st.seq += 1; // answers still in flight are dropped
+  }
+  users.flash = null;
+  knownUsers.clear();
+  me = null;
+  $("users-q").value = "";
+  $("alltasks-q").value = "";
+  clear($("users-body"));
+  clear($("alltasks-body"));
+  $("users-pager").hidden = true;
+  $("alltasks-pager").hidden = true;
+  for (const id of ["users-msg", "alltasks-msg"]) say($(id), "");
 }
 
 export function refreshAdmin(currentUser) {
@@ -78,10 +106,10 @@ function userRow(u) {
   return h(
     "tr",
     { dataset: { id: u.id, email: u.email } },
-    h("td", { "data-label": "Name", text: name }),
+    h("td", { "data-label": "Name", class: "cell-name", text: name }),
     h("td", { "data-label": "Email", class: "cell-email", text: u.email }),
-    h("td", { "data-label": "Role" }, h("span", { class: `badge role-${u.role}`, text: u.role === "admin" ? "Admin" : "User" })),
-    h("td", { "data-label": "Status" },
+    h("td", { "data-label": "Role", class: "cell-role" }, h("span", { class: `badge role-${u.role}`, text: u.role === "admin" ? "Admin" : "User" })),
+    h("td", { "data-label": "Status", class: "cell-status" },
       h("span", { class: u.is_active ? "badge active" : "badge inactive", text: u.is_active ? "Active" : "Deactivated" })),
     h(
       "td",
@@ -97,7 +125,7 @@ function userRow(u) {
           type: "button", class: "btn btn-small",
           text: u.is_active ? "Deactivate" : "Activate",
           "aria-label": `${u.is_active ? "Deactivate" : "Activate"}: ${u.email}`,
-          onclick: (ev) => patchUser(u, { is_active: !u.is_active }, msg, ev.currentTarget),
+          onclick: (ev) => (u.is_active ? deactivateUser(u, msg, ev.currentTarget) : patchUser(u, { is_active: true }, msg, ev.currentTarget)),
         }),
         h("button", {
           type: "button", class: "btn btn-small btn-danger-quiet", text: "Delete",
@@ -127,6 +155,21 @@ async function patchUser(u, change, msg, button) {
     if (err.status === 401) return;
     say(msg, "Not changed: " + describeError(err), "error");
   }
+}
+
+async function deactivateUser(u, msg, button) {
+  const isMe = me && me.id === u.id;
+  const ok = await confirmDialog({
+    title: isMe ? "Deactivate your own account?" : "Deactivate this user?",
+    text: `${u.email} will be signed out everywhere and cannot sign in until an administrator activates ` +
+      "the account again. Their tasks are kept.",
+    confirmLabel: "Deactivate user",
+  });
+  if (!ok) {
+    say(msg, "Not deactivated.", "info");
+    return;
+  }
+  await patchUser(u, { is_active: false }, msg, button);
 }
 
 async function deleteUser(u, msg) {
@@ -167,11 +210,19 @@ async function loadAllTasks() {
       body.append(h(
         "tr",
         { dataset: { id: t.id } },
-        h("td", { "data-label": "Title", class: "cell-title", text: t.title }),
-        h("td", { "data-label": "Owner", class: "cell-email", text: owner ? owner.email : t.owner_id }),
-        h("td", { "data-label": "Status" }, h("span", { class: `badge status-${t.status}`, text: STATUS_LABELS[t.status] })),
-        h("td", { "data-label": "Priority" }, h("span", { class: `badge prio-${t.priority}`, text: PRIORITY_LABELS[t.priority] })),
-        h("td", { "data-label": "Due", text: t.due_date ? formatDateTime(t.due_date) : "—" }),
+        // title= gives the whole text where phones cut it short (one compact line per task there).
+        h("td", { "data-label": "Title", class: "cell-title", text: t.title, title: t.title }),
+        h("td", { "data-label": "Owner", class: "cell-email cell-owner", text: owner ? owner.email : t.owner_id,
+          title: owner ? owner.email : t.owner_id }),
+        h("td", { "data-label": "Status", class: "cell-status" },
+          h("span", { class: `badge status-${t.status}`, text: STATUS_LABELS[t.status] })),
+        h("td", { "data-label": "Priority", class: "cell-prio" },
+          h("span", { class: `badge prio-${t.priority}`, text: PRIORITY_LABELS[t.priority] })),
+        t.due_date
+          ? h("td", { "data-label": "Due", class: "cell-due", title: formatDateTime(t.due_date) },
+            h("span", { class: "due-long", text: formatDateTime(t.due_date) }),
+            h("span", { class: "due-short", text: shortDate.format(new Date(t.due_date)) }))
+          : h("td", { "data-label": "Due", class: "cell-due is-empty", text: "—" }),
       ));
     }
     if (data.items.length === 0) {

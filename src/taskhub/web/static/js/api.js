@@ -9,10 +9,12 @@ let sessionEnded = () => {};
 
 /** An error answer (problem details) or a network failure (status 0). */
 export class ApiError extends Error {
-  constructor(status, problem, message) {
+  constructor(status, problem, message, { retryAfter = null, statusText = "" } = {}) {
     super(message || (problem && (problem.detail || problem.title)) || `HTTP ${status}`);
     this.status = status;
     this.problem = problem || null;
+    this.retryAfter = retryAfter; // seconds from a Retry-After header (429, 503), or null
+    this.statusText = statusText;
   }
 
   /** The 422 `errors` list as [{field, msg}], `field` being the last name in `loc` under "body". */
@@ -24,6 +26,23 @@ export class ApiError extends Error {
       return { field, msg: String(e.msg || "is not valid"), loc };
     });
   }
+}
+
+/** Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or null. */
+export function parseRetryAfter(value) {
+  if (!value) return null;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number.parseInt(text, 10);
+  const when = Date.parse(text);
+  if (Number.isNaN(when)) return null;
+  return Math.max(0, Math.ceil((when - Date.now()) / 1000));
+}
+
+function errorFrom(res, body) {
+  return new ApiError(res.status, body, undefined, {
+    retryAfter: parseRetryAfter(res.headers.get("Retry-After")),
+    statusText: res.statusText,
+  });
 }
 
 export const NETWORK_MESSAGE = "Could not reach the server. Check your connection and try again.";
@@ -74,7 +93,7 @@ async function runRefresh() {
   }
   accessToken = null;
   if (res.status === 401 || res.status === 403) return false;
-  throw new ApiError(res.status, body);
+  throw errorFrom(res, body);
 }
 
 /**
@@ -131,7 +150,7 @@ export async function request(method, path, { json, headers = {}, auth = true, q
     }
   }
   const data = await parseBody(res);
-  if (!res.ok) throw new ApiError(res.status, data);
+  if (!res.ok) throw errorFrom(res, data);
   return { data, headers: res.headers, status: res.status };
 }
 

@@ -1,11 +1,15 @@
 // Taskhub dashboard: boot (restore the session from the refresh cookie), routing, sign in/up/out.
 import * as api from "./api.js";
-import { $, say, showFieldErrors, clearFieldErrors, describeError } from "./dom.js";
+import { $, say, sayBriefly, highlightedFields, showFieldErrors, clearFieldErrors, describeError } from "./dom.js";
 import { initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen, startTasksFor } from "./tasks.js";
-import { initAdmin, refreshAdmin } from "./admin.js";
+import { initAdmin, refreshAdmin, resetAdmin } from "./admin.js";
 
 const SCREENS = ["screen-loading", "screen-auth", "screen-tasks", "screen-admin"];
 let me = null; // GET /users/me of the signed-in person
+let lastUserId = null; // who used this page last (their filters stay in the URL only for them)
+let newAccountEmail = null; // the email an account was just created for on this page
+let restoreTimer = null;
+let restoreAttempt = 0;
 
 function show(screen) {
   for (const id of SCREENS) $(id).hidden = id !== screen;
@@ -58,8 +62,8 @@ async function onSignIn(ev) {
   if (!email) missing.push({ field: "email", msg: "Enter your email address." });
   if (!password) missing.push({ field: "password", msg: "Enter your password." });
   if (missing.length) {
-    const { first } = showFieldErrors(form, "signin", missing);
-    say(msg, "Fill in the highlighted fields.", "error");
+    const { first, count } = showFieldErrors(form, "signin", missing);
+    say(msg, highlightedFields(count, "Fill in"), "error");
     first.focus();
     return;
   }
@@ -70,11 +74,13 @@ async function onSignIn(ev) {
     await api.login(email, password);
     $("signin-password").value = "";
     say(msg, "");
-    await enterApp("Signed in. Welcome back!");
+    const firstTime = newAccountEmail !== null && newAccountEmail.toLowerCase() === email.toLowerCase();
+    newAccountEmail = null;
+    await enterApp(firstTime ? (who) => `Signed in. Welcome to Taskhub, ${who.name}!` : "Signed in. Welcome back!");
   } catch (err) {
     if (err.status === 422) {
-      const { first } = showFieldErrors(form, "signin", err.fieldErrors());
-      say(msg, "Check the highlighted fields.", "error");
+      const { first, count } = showFieldErrors(form, "signin", err.fieldErrors());
+      say(msg, first ? highlightedFields(count) : "Could not sign in: " + describeError(err), "error");
       if (first) first.focus();
     } else if (err.status === 401) {
       say(msg, "The email or password is incorrect.", "error");
@@ -102,8 +108,8 @@ async function onSignUp(ev) {
   if (!email) missing.push({ field: "email", msg: "Enter your email address." });
   if (password.length < 8) missing.push({ field: "password", msg: "Use at least 8 characters." });
   if (missing.length) {
-    const { first } = showFieldErrors(form, "signup", missing);
-    say(msg, "Fill in the highlighted fields.", "error");
+    const { first, count } = showFieldErrors(form, "signup", missing);
+    say(msg, highlightedFields(count, "Fill in"), "error");
     first.focus();
     return;
   }
@@ -114,6 +120,7 @@ async function onSignUp(ev) {
     await api.register(name, email, password);
     say(msg, "");
     form.reset();
+    newAccountEmail = email;
     $("signin-email").value = email;
     $("signin-password").value = "";
     $("signup-form").hidden = true;
@@ -122,8 +129,9 @@ async function onSignUp(ev) {
     $("signin-password").focus();
   } catch (err) {
     if (err.status === 422) {
-      const { first, unplaced } = showFieldErrors(form, "signup", err.fieldErrors());
-      say(msg, "Check the highlighted fields." + (unplaced.length ? " " + unplaced.join("; ") : ""), "error");
+      const { first, unplaced, count } = showFieldErrors(form, "signup", err.fieldErrors());
+      const lead = first ? highlightedFields(count) : "The account was not created.";
+      say(msg, lead + (unplaced.length ? " " + unplaced.join("; ") : ""), "error");
       if (first) first.focus();
     } else if (err.status === 409) {
       showFieldErrors(form, "signup", [{ field: "email", msg: "An account with this email already exists." }]);
@@ -142,6 +150,11 @@ async function onSignOut() {
   button.disabled = true;
   try {
     await api.logout();
+    // The next person to sign in on this device starts from a clean URL, not from these filters.
+    history.replaceState(null, "", location.pathname + location.search);
+    setQueryFromUrl(new URLSearchParams());
+    resetAdmin();
+    lastUserId = null;
     showAuth("signin", "You have signed out.", "success", { keepDraft: false });
   } catch (err) {
     if (err.status === 401) return; // the session had already ended; the sign-in screen is showing
@@ -160,6 +173,7 @@ async function loadMe() {
   $("nav-admin").hidden = me.role !== "admin";
 }
 
+/** `message`: text (or a function of the person) shown briefly in the header. */
 async function enterApp(message = "") {
   try {
     await loadMe();
@@ -167,7 +181,14 @@ async function enterApp(message = "") {
     if (err.status !== 401) showAuth("signin", "Could not load your account: " + describeError(err), "error");
     return;
   }
-  say($("topbar-msg"), message, "success");
+  if (lastUserId !== null && lastUserId !== me.id) {
+    // Someone else signed in after a session ended: the URL still has the previous person's filters.
+    history.replaceState(null, "", "#/tasks");
+    setQueryFromUrl(new URLSearchParams());
+    resetAdmin();
+  }
+  lastUserId = me.id;
+  sayBriefly($("topbar-msg"), typeof message === "function" ? message(me) : message, "success");
   startTasksFor(me.id);
   await route({ focus: true });
 }
@@ -180,7 +201,7 @@ async function route({ focus = false } = {}) {
   if (path === "/admin") {
     if (me.role !== "admin") {
       history.replaceState(null, "", "#/tasks");
-      say($("topbar-msg"), "The admin page is only for administrators.", "error");
+      sayBriefly($("topbar-msg"), "The admin page is only for administrators.", "error", 8000);
       return route({ focus });
     }
     show("screen-admin");
@@ -229,16 +250,89 @@ async function boot() {
     if (document.visibilityState === "visible" && me) route();
   });
 
-  // The session survives a reload: the HttpOnly refresh cookie renews the in-memory access token.
+  $("restore-retry").addEventListener("click", () => restoreSession());
+  $("restore-signin").addEventListener("click", () => {
+    stopRestoreTimer();
+    showAuth("signin");
+  });
+  await restoreSession();
+}
+
+// ---- restoring the session on page load -------------------------------------------------------------
+
+function stopRestoreTimer() {
+  clearTimeout(restoreTimer);
+  restoreTimer = null;
+}
+
+function showRestoring(text, detail = "", kind = "info", { actions = false } = {}) {
+  show("screen-loading");
+  document.title = "Taskhub";
+  $("loading-text").textContent = text;
+  say($("restore-msg"), detail, kind);
+  $("restore-actions").hidden = !actions;
+}
+
+function statusName(err) {
+  return `HTTP ${err.status}` + (err.statusText ? ` (${err.statusText})` : "");
+}
+
+/**
+ * The session survives a reload: the HttpOnly refresh cookie renews the in-memory access token.
+ * A 429 or a 503 with Retry-After is waited out and retried; so is an unreachable server (with a
+ * growing pause). The sign-in screen only shows when the server says there is no session (401).
+ */
+async function restoreSession() {
+  stopRestoreTimer();
+  showRestoring("Restoring your session…");
+  $("restore-status").textContent = "";
   let renewed = false;
   try {
     renewed = await api.refreshSession();
   } catch (err) {
-    showAuth("signin", "Could not reach Taskhub to restore your session: " + describeError(err), "error");
+    restoreAttempt += 1;
+    restoreFailed(err);
     return;
   }
+  restoreAttempt = 0;
   if (renewed) await enterApp();
   else showAuth("signin");
+}
+
+function restoreFailed(err) {
+  const backoff = Math.min(60, 2 ** restoreAttempt);
+  let wait = null;
+  let text;
+  if (err.status === 429) {
+    wait = err.retryAfter ?? backoff;
+    text = (s) => `Too many sign-in attempts from this network; retrying in ${s} s.`;
+  } else if (err.status === 0) {
+    wait = backoff;
+    text = (s) => `Could not reach Taskhub. Check your connection; retrying in ${s} s.`;
+  } else if (err.retryAfter !== null && err.retryAfter !== undefined) {
+    wait = err.retryAfter;
+    text = (s) => `Taskhub is busy (${statusName(err)}); retrying in ${s} s.`;
+  }
+  if (wait === null) {
+    const detail = `Could not restore your session: Taskhub answered ${statusName(err)}. ` +
+      "Try again, or sign in again.";
+    showRestoring("Your session could not be restored", detail, "error", { actions: true });
+    $("restore-status").textContent = detail;
+    return;
+  }
+  const deadline = Date.now() + Math.max(1, wait) * 1000;
+  const canRetryNow = err.status !== 429; // retrying before Retry-After would only be refused again
+  $("restore-status").textContent = text(Math.max(1, wait));
+  const tick = () => {
+    const left = Math.ceil((deadline - Date.now()) / 1000);
+    if (left <= 0) {
+      restoreSession();
+      return;
+    }
+    showRestoring("Restoring your session…", text(left), "info", { actions: canRetryNow });
+    restoreTimer = setTimeout(tick, Math.max(50, Math.min(1000, deadline - Date.now() - (left - 1) * 1000)));
+  };
+  tick();
 }
 
 boot();

@@ -32,11 +32,33 @@ export function clear(el) {
   el.replaceChildren();
 }
 
+const transientTimers = new WeakMap();
+
 /** Show a message in words next to what caused it; kind: "success" | "error" | "info". */
 export function say(el, text, kind = "info") {
+  const timers = transientTimers.get(el);
+  if (timers) {
+    timers.forEach(clearTimeout);
+    transientTimers.delete(el);
+  }
+  el.classList.remove("msg-fading");
   el.textContent = text || "";
   el.classList.remove("msg-success", "msg-error", "msg-info");
   if (text) el.classList.add("msg-" + kind);
+}
+
+/** Like say(), but the message fades out after `ms` (a new say() on the same element cancels that). */
+export function sayBriefly(el, text, kind = "info", ms = 5000) {
+  say(el, text, kind);
+  if (!text) return;
+  const fade = setTimeout(() => el.classList.add("msg-fading"), Math.max(0, ms - 400));
+  const gone = setTimeout(() => say(el, ""), ms);
+  transientTimers.set(el, [fade, gone]);
+}
+
+/** "Check the highlighted field." / "Check the 2 highlighted fields." */
+export function highlightedFields(count, verb = "Check") {
+  return count === 1 ? `${verb} the highlighted field.` : `${verb} the ${count} highlighted fields.`;
 }
 
 /** Put each 422 field message next to its control; returns the first invalid control (or null). */
@@ -44,6 +66,7 @@ export function showFieldErrors(form, prefix, fieldErrors) {
   clearFieldErrors(form);
   let first = null;
   const unplaced = [];
+  const invalid = new Set();
   for (const { field, msg } of fieldErrors) {
     const slot = field ? document.getElementById(`${prefix}-${field}-error`) : null;
     if (!slot) {
@@ -54,10 +77,11 @@ export function showFieldErrors(form, prefix, fieldErrors) {
     const control = form.querySelector(`[aria-describedby~="${slot.id}"]`);
     if (control) {
       control.setAttribute("aria-invalid", "true");
+      invalid.add(control);
       if (!first) first = control;
     }
   }
-  return { first, unplaced };
+  return { first, unplaced, count: invalid.size };
 }
 
 export function clearFieldErrors(form) {
@@ -70,13 +94,14 @@ export function capitalize(text) {
 }
 
 /** Ask for confirmation in the page's <dialog>; resolves true when confirmed. */
-export function confirmDialog({ title, text, confirmLabel = "Delete" }) {
+export function confirmDialog({ title, text, confirmLabel = "Delete", cancelLabel = "Cancel" }) {
   const dialog = $("confirm-dialog");
   const ok = $("confirm-ok");
   const cancel = $("confirm-cancel");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   ok.textContent = confirmLabel;
+  cancel.textContent = cancelLabel;
   const opener = document.activeElement;
   return new Promise((resolve) => {
     const done = (value) => {
@@ -146,7 +171,11 @@ export function timeZoneName() {
 export function describeError(err, fallback = "Something went wrong.") {
   if (!err) return fallback;
   if (err.status === 0) return err.message;
-  if (err.status === 429) return "Too many requests. Wait a moment and try again.";
+  if (err.status === 429) {
+    return err.retryAfter
+      ? `Too many requests. Try again in ${err.retryAfter} s.`
+      : "Too many requests. Wait a moment and try again.";
+  }
   const p = err.problem;
   if (p && (p.detail || p.title)) return String(p.detail || p.title);
   return err.message || fallback;

@@ -1,7 +1,7 @@
 // The task list, the create/edit form and the stats chart.
 import { ApiError, request } from "./api.js";
 import {
-  $, h, clear, say, showFieldErrors, clearFieldErrors, confirmDialog, describeError, formatDateTime,
+  $, h, clear, say, sayBriefly, highlightedFields, showFieldErrors, clearFieldErrors, confirmDialog, describeError, formatDateTime,
   localInputToRfc3339, rfc3339ToLocalInput, timeZoneName, STATUS_LABELS, PRIORITY_LABELS,
 } from "./dom.js";
 
@@ -19,7 +19,13 @@ const state = {
   draftOwner: null, // set when a save hit an ended session: the form keeps what was typed
   listSeq: 0,
   statsSeq: 0,
+  listMsgFromLoad: false, // #list-msg holds a "could not load" error (cleared by the next good load)
+  baseline: "", // the form's values (JSON) when it was opened, saved or discarded: "dirty" = different
 };
+
+// Unsaved form contents left with Escape/Close (or by opening another task): "new" or a task id ->
+// {values}. Reopening the same form restores them; "Discard changes" drops them.
+const drafts = new Map();
 
 let searchTimer = null;
 let onUrlChange = () => {};
@@ -50,6 +56,8 @@ export function initTasks({ urlChanged }) {
   $("page-next").addEventListener("click", () => goToPage(state.page + 1));
   $("new-task").addEventListener("click", () => openEditor(null));
   $("task-cancel").addEventListener("click", closeEditor);
+  $("task-discard").addEventListener("click", discardChanges);
+  for (const type of ["input", "change"]) $("task-form").addEventListener(type, updateDiscardButton);
   $("task-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     saveTask();
@@ -62,6 +70,7 @@ export function initTasks({ urlChanged }) {
 /** Filters and page from the URL's query (e.g. #/tasks?status=todo&page=2). */
 export function setQueryFromUrl(params) {
   const f = state.filters;
+  const before = urlQuery().toString();
   f.q = params.get("q") || "";
   f.status = params.get("status") || "";
   f.priority = params.get("priority") || "";
@@ -73,6 +82,13 @@ export function setQueryFromUrl(params) {
   $("filter-priority").value = f.priority;
   $("filter-sort").value = f.sort;
   if ($("filter-sort").value !== f.sort) f.sort = $("filter-sort").value = DEFAULT_SORT;
+  if (urlQuery().toString() !== before) clearListMessage();
+}
+
+/** A list-level message ("Saved …", "Deleted …") is about the list as it was: drop it when the view changes. */
+function clearListMessage() {
+  say($("list-msg"), "");
+  state.listMsgFromLoad = false;
 }
 
 export function urlQuery() {
@@ -98,12 +114,14 @@ function applyFilters() {
   if (JSON.stringify(next) === JSON.stringify(f)) return;
   Object.assign(f, next);
   state.page = 1;
+  clearListMessage();
   onUrlChange();
   loadList();
 }
 
 function goToPage(page) {
   state.page = Math.max(1, page);
+  clearListMessage();
   onUrlChange();
   loadList().then(() => $("tasks-heading").focus());
 }
@@ -152,10 +170,12 @@ export async function loadList() {
     }
     state.items = data.items;
     state.total = data.total;
+    if (state.listMsgFromLoad) clearListMessage();
     renderList();
   } catch (err) {
     if (seq !== state.listSeq || err.status === 401) return;
     say($("list-msg"), "Could not load your tasks: " + describeError(err), "error");
+    state.listMsgFromLoad = true;
   } finally {
     if (seq === state.listSeq) list.removeAttribute("aria-busy");
   }
@@ -198,6 +218,29 @@ function isOverdue(task) {
   return task.status !== "done" && task.due_date && new Date(task.due_date).getTime() < Date.now();
 }
 
+function editButton(task) {
+  const hasDraft = drafts.has(task.id);
+  return h("button", {
+    type: "button", class: "btn btn-small btn-edit", text: hasDraft ? "Edit (draft)" : "Edit",
+    "aria-label": `${hasDraft ? "Edit (unsaved draft)" : "Edit"}: ${task.title}`,
+    onclick: () => openEditor(task),
+  });
+}
+
+/** Show on "New task" and on each task's Edit button whether an unsaved draft is waiting there. */
+function updateDraftMarkers() {
+  $("new-task").textContent = drafts.has("new") ? "New task (draft)" : "New task";
+  for (const task of state.items) {
+    const old = document.querySelector(`.task[data-id="${task.id}"] .btn-edit`);
+    if (old) {
+      const focused = document.activeElement === old;
+      const fresh = editButton(task);
+      old.replaceWith(fresh);
+      if (focused) fresh.focus();
+    }
+  }
+}
+
 function renderTask(task) {
   const msg = h("p", { class: "msg task-msg", role: "status" });
   if (state.flash && state.flash.id === task.id) say(msg, state.flash.text, state.flash.kind);
@@ -228,10 +271,7 @@ function renderTask(task) {
       "aria-label": `${done ? "Reopen" : "Mark done"}: ${task.title}`,
       onclick: (ev) => setStatus(task, done ? "todo" : "done", msg, ev.currentTarget),
     }),
-    h("button", {
-      type: "button", class: "btn btn-small", text: "Edit", "aria-label": `Edit: ${task.title}`,
-      onclick: () => openEditor(task),
-    }),
+    editButton(task),
     h("button", {
       type: "button", class: "btn btn-small btn-danger-quiet", text: "Delete", "aria-label": `Delete: ${task.title}`,
       onclick: () => deleteTask(task, msg),
@@ -294,7 +334,12 @@ async function deleteTask(task, msg) {
   say(msg, "Deleting…", "info");
   try {
     await request("DELETE", `/tasks/${task.id}`);
-    if (state.editing && state.editing.id === task.id) closeEditor();
+    if (state.editing && state.editing.id === task.id) {
+      $("editor").hidden = true;
+      state.editing = null;
+    }
+    drafts.delete(task.id);
+    updateDraftMarkers();
     say($("list-msg"), `Deleted “${task.title}”.`, "success");
     await refreshTasks();
     $("tasks-heading").focus();
@@ -318,23 +363,91 @@ function writeErrorText(err, prefix) {
 
 // ---- editor -------------------------------------------------------------------------------------
 
+const BLANK = { title: "", description: "", status: "todo", priority: "medium", due: "", tags: "" };
+
+function draftKey(task) {
+  return task ? task.id : "new";
+}
+
+/** The form's raw values (what the person sees), used for drafts and for "is it dirty?". */
+function formValues() {
+  return {
+    title: $("task-title").value,
+    description: $("task-description").value,
+    status: $("task-status").value,
+    priority: $("task-priority").value,
+    due: $("task-due").value,
+    tags: $("task-tags").value,
+  };
+}
+
+function setFormValues(v) {
+  $("task-title").value = v.title;
+  $("task-description").value = v.description;
+  $("task-status").value = v.status;
+  $("task-priority").value = v.priority;
+  $("task-due").value = v.due;
+  $("task-tags").value = v.tags;
+}
+
+function valuesOf(task) {
+  if (!task) return { ...BLANK };
+  return {
+    title: task.title,
+    description: task.description,
+    status: task.status,
+    priority: task.priority,
+    due: rfc3339ToLocalInput(task.due_date),
+    tags: task.tags.join(", "),
+  };
+}
+
+function setBaseline(values) {
+  state.baseline = JSON.stringify(values);
+  updateDiscardButton();
+}
+
+function isDirty() {
+  // A half-typed date (badInput) reads as "" but is still something the person typed.
+  return JSON.stringify(formValues()) !== state.baseline || $("task-due").validity.badInput;
+}
+
+function updateDiscardButton() {
+  $("task-discard").hidden = $("editor").hidden || !isDirty();
+}
+
+/** Keep what the open form holds as a draft when it differs from what it was opened with. */
+function stashDraft() {
+  if ($("editor").hidden) return false;
+  const key = draftKey(state.editing);
+  const dirty = isDirty();
+  if (dirty) drafts.set(key, { values: formValues() });
+  else drafts.delete(key);
+  updateDraftMarkers();
+  return dirty;
+}
+
 function openEditor(task) {
   const form = $("task-form");
   const editor = $("editor");
-  const reopenSame = !editor.hidden && state.editing && task && state.editing.id === task.id;
-  state.editing = task;
+  const msg = $("task-form-msg");
+  const reopenSame = !editor.hidden && draftKey(state.editing) === draftKey(task);
   if (!reopenSame) {
+    stashDraft(); // switching from another task (or from "New task") keeps what was typed there
+    state.editing = task;
     clearFieldErrors(form);
-    say($("task-form-msg"), "");
+    say(msg, "");
     form.reset();
-    if (task) {
-      $("task-title").value = task.title;
-      $("task-description").value = task.description;
-      $("task-status").value = task.status;
-      $("task-priority").value = task.priority;
-      $("task-due").value = rfc3339ToLocalInput(task.due_date);
-      $("task-tags").value = task.tags.join(", ");
+    const base = valuesOf(task);
+    const draft = drafts.get(draftKey(task));
+    setFormValues(draft ? draft.values : base);
+    if (draft) {
+      drafts.delete(draftKey(task));
+      say(msg, "Your unsaved changes are back. Save them, or choose “Discard changes”.", "info");
     }
+    editor.hidden = false;
+    setBaseline(base);
+    updateDraftMarkers();
   }
   $("editor-heading").textContent = task ? "Edit task" : "New task";
   $("task-save").textContent = task ? "Save changes" : "Create task";
@@ -343,12 +456,39 @@ function openEditor(task) {
   $("task-title").focus();
 }
 
+/** Close the form (Close, Escape). Nothing typed is lost: a changed form is kept as a draft. */
 function closeEditor() {
   const wasEditing = state.editing;
+  const kept = stashDraft();
   $("editor").hidden = true;
   state.editing = null;
+  if (kept) {
+    sayBriefly(
+      $("list-msg"),
+      wasEditing
+        ? `Your changes to “${wasEditing.title}” are kept as a draft: choose “Edit (draft)” to go on.`
+        : "What you typed is kept as a draft: choose “New task (draft)” to go on.",
+      "info",
+      8000,
+    );
+  }
   const back = wasEditing && document.querySelector(`.task[data-id="${wasEditing.id}"] .btn`);
   (back || $("new-task")).focus();
+}
+
+/** Drop the draft and go back to the task as it is now (the refreshed list has the latest version). */
+function discardChanges() {
+  const form = $("task-form");
+  drafts.delete(draftKey(state.editing));
+  if (state.editing) state.editing = state.items.find((t) => t.id === state.editing.id) || state.editing;
+  form.reset();
+  const base = valuesOf(state.editing);
+  setFormValues(base);
+  setBaseline(base);
+  clearFieldErrors(form);
+  say($("task-form-msg"), "Changes discarded.", "info");
+  updateDraftMarkers();
+  $("task-title").focus();
 }
 
 function readForm() {
@@ -371,7 +511,7 @@ async function saveTask() {
   clearFieldErrors(form);
   if ($("task-due").validity.badInput) {
     showFieldErrors(form, "task", [{ field: "due_date", msg: "Enter a complete date and time, or leave it empty." }]);
-    say(msg, "Check the highlighted field.", "error");
+    say(msg, highlightedFields(1), "error");
     $("task-due").focus();
     return;
   }
@@ -388,6 +528,7 @@ async function saveTask() {
       say($("list-msg"), `Saved “${data.title}”.`, "success");
       $("editor").hidden = true;
       state.editing = null;
+      drafts.delete(data.id);
       await refreshTasks();
       const item = document.querySelector(`.task[data-id="${data.id}"] .btn`);
       (item || $("tasks-heading")).focus();
@@ -396,6 +537,7 @@ async function saveTask() {
         json: body, headers: { "Idempotency-Key": crypto.randomUUID() },
       });
       form.reset();
+      setBaseline(valuesOf(null));
       say(msg, `Created “${data.title}”. Add another, or close the form.`, "success");
       state.flash = { id: data.id, text: "Created.", kind: "success" };
       $("task-title").focus();
@@ -414,14 +556,14 @@ async function saveTask() {
 
 function handleSaveError(err, form, msg) {
   if (err instanceof ApiError && err.status === 422) {
-    const { first, unplaced } = showFieldErrors(form, "task", err.fieldErrors());
+    const { first, unplaced, count } = showFieldErrors(form, "task", err.fieldErrors());
     const extra = unplaced.length ? " " + unplaced.join("; ") : "";
-    say(msg, (first ? "Check the highlighted field." : "The task was not saved.") + extra, "error");
+    say(msg, (first ? highlightedFields(count) : "The task was not saved.") + extra, "error");
     if (first) first.focus();
     return;
   }
   if (err.status === 412) {
-    say(msg, "Not saved: this task was changed elsewhere. Your text is kept; close the form and edit it again to see the latest version.", "error");
+    say(msg, "Not saved: this task was changed elsewhere. Your text is kept. Choose “Discard changes” to load the latest version, or close the form and choose Edit again to apply your text to it.", "error");
     refreshTasks();
     return;
   }
@@ -514,15 +656,20 @@ function renderStats(s) {
 /** Called on entering the app as `userId`: offer back a draft that an ended session interrupted. */
 export function startTasksFor(userId) {
   const keep = state.draftOwner !== null && state.draftOwner === userId;
+  if (state.userId !== userId) drafts.clear(); // drafts belong to the person who typed them
   state.userId = userId;
   state.draftOwner = null;
+  updateDraftMarkers();
   if (!keep) {
     $("task-form").reset();
     clearFieldErrors($("task-form"));
     state.editing = null;
     return;
   }
+  drafts.delete(draftKey(state.editing)); // the open form is the draft now
   $("editor").hidden = false;
+  updateDiscardButton();
+  updateDraftMarkers();
   $("editor-heading").textContent = state.editing ? "Edit task" : "New task";
   $("task-save").textContent = state.editing ? "Save changes" : "Create task";
   say($("task-form-msg"), "Your session had ended, so this was not saved yet. What you typed is kept: save again.", "error");
@@ -533,12 +680,18 @@ export function startTasksFor(userId) {
  * draft for the same person, see startTasksFor); on a sign-out (`keepDraft` false) they are cleared.
  */
 export function resetTasksScreen({ keepDraft }) {
+  // A save that hit the 401 keeps the open form itself (draftOwner); any other open, changed form is
+  // kept as a draft for the same person.
+  if (keepDraft && state.draftOwner === null) stashDraft();
   $("editor").hidden = true;
   if (!keepDraft) {
     state.draftOwner = null;
     state.editing = null;
     $("task-form").reset();
+    drafts.clear();
+    $("new-task").textContent = "New task";
   }
+  state.listMsgFromLoad = false;
   clear($("task-list"));
   clear($("stats-body"));
   for (const id of ["list-msg", "stats-msg", "task-form-msg"]) say($(id), "");
