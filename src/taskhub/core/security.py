@@ -138,7 +138,7 @@ class TokenCodec:
         """
         issued = math.floor((now if now is not None else time.time()) * 1000) / 1000
         claims = AccessClaims(
-            sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=int(issued) + self.ttl, sid=session_id
+            sub=user_id, role=role, jti=uuid.uuid4().hex, iat=issued, exp=math.ceil(issued + self.ttl), sid=session_id
         )
         payload: dict[str, Any] = {
             "sub": str(user_id),
