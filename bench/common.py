@@ -140,6 +140,7 @@ def environment() -> dict[str, str]:
 
     info = {
         "date (UTC)": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "load average at start (1/5/15 min)": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "machine": f"{os.cpu_count()} CPUs ({cpu}), {mem_gb} RAM, {platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
         "postgresql": cmd(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-tAc", "show server_version"]),

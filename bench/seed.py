@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,13 @@ PRIORITIES = ["low", "medium", "medium", "high"]
 RANK = {"low": 1, "medium": 2, "high": 3}
 
 Advance = Callable[[int], None]
+# Databases made by this process (dropped at the end); names carry the pid, so that two benchmark
+# runs on one PostgreSQL (other clones, CI) never drop each other's database.
+CREATED: list[tuple[str, str]] = []
+
+
+def db_name(kind: str) -> str:
+    return f"taskhub_bench_{kind}_{os.getpid()}"
 
 
 @dataclass
@@ -60,17 +68,21 @@ async def prepare_postgres(admin_url: str, name: str) -> str:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
+    CREATED.append((admin_url, name))
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     await _migrate(url)
     return url
 
 
-async def drop_postgres(admin_url: str, name: str) -> None:
-    admin = await asyncpg.connect(asyncpg_dsn(admin_url), timeout=10)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+async def drop_created() -> None:
+    """Drop every database this process created."""
+    while CREATED:
+        admin_url, name = CREATED.pop()
+        admin = await asyncpg.connect(asyncpg_dsn(admin_url), timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 def _fresh_dir(directory: Path) -> None:

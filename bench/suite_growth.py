@@ -83,7 +83,7 @@ def run(opts: Options) -> tuple[str, dict[str, Any]]:
     typical_n = 20 if opts.quick else 100
     heavy_n = 1000 if opts.quick else 10_000
     seconds = 1 if opts.quick else 3
-    url = asyncio.run(seed.prepare_postgres(opts.pg_url, "taskhub_bench_growth"))
+    url = asyncio.run(seed.prepare_postgres(opts.pg_url, seed.db_name("growth")))
     env = {**base_env(opts, url), "TASKHUB_CACHE_TTL": "0"}
     current = 0
     typical: seed.SeededUser | None = None
