@@ -149,12 +149,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The body guard sits inside the rate limiter: oversized or non-JSON bodies are counted
     # and their 413/415 answers carry the RateLimit-* headers like every other API response.
     app.add_middleware(BodyGuardMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        RateLimitMiddleware,
-        limiter=ctx.limiter,
-        peek_subject=ctx.tokens.peek_subject,
-        trusted=settings.trusted_networks,
-    )
+    if settings.rate_limit_enabled:
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=ctx.limiter,
+            peek_subject=ctx.tokens.peek_subject,
+            trusted=settings.trusted_networks,
+        )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(RequestIdMiddleware, access_log_enabled=settings.access_log)
     return app

@@ -68,17 +68,21 @@ async def issue_tokens(
     return IssuedTokens(access, refresh, tokens.ttl, expires_at)
 
 
-async def check_credentials(session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str) -> User:
-    """The active user with ``email`` and ``password``; reads only (run it on a read session, so
-    no write lock is held during the ~20-40 ms argon2 verification).
+async def find_login_user(session: AsyncSession, email: str) -> User | None:
+    """The account a login names, or None (reads only; run it on a read session and close that
+    session before :func:`check_credentials`, so no pooled connection or lock is held during argon2)."""
+    if "\x00" in email:
+        return None
+    return await user_repo.get_by_email(session, _normalize_email(email))
+
+
+async def check_credentials(hasher: PasswordHasher, user: User | None, password: str) -> User:
+    """``user`` when ``password`` is theirs and the account is active.
 
     Raises:
         InvalidCredentials: unknown email or wrong password (same body, similar time: a dummy hash
             is verified for unknown emails). AccountDisabled: right password, deactivated account.
     """
-    user = None
-    if "\x00" not in email:
-        user = await user_repo.get_by_email(session, _normalize_email(email))
     ok = await hasher.verify(password, user.password_hash if user else None)
     if user is None or not ok:
         raise InvalidCredentials("The email or password is incorrect.")
