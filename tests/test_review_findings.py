@@ -123,6 +123,10 @@ class TestSessionsEndWithTheirFamily:
         first = await api.login("theft@x.io")
         other = await api.login("theft@x.io")
         second = (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+        for token in (first["access_token"], second["access_token"]):  # prime the read-path auth cache
+            assert (
+                await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+            ).status_code == 200
         assert (
             await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
         ).status_code == 401
@@ -190,3 +194,50 @@ class TestRateLimitDetails:
                 )
                 remaining.append(r.headers["ratelimit-remaining"])
         assert remaining == ["2", "1"]  # the account's budget, not each fresh IP's
+
+
+class TestAuthCache:
+    async def test_reads_reuse_the_decision_and_writes_outside_tasks_drop_it(
+        self, app: FastAPI, api: Api, client: httpx.AsyncClient
+    ) -> None:
+        from tests.helpers import ctx_of
+
+        cache = ctx_of(app).auth_cache
+        h = await api.user("ac@x.io")
+        hits = cache.hits
+        for _ in range(3):
+            assert (await client.get("/api/v1/users/me", headers=h)).status_code == 200
+        assert cache.hits == hits + 2  # first read loads, the next two reuse
+        await api.task(h, title="task writes keep the cache")
+        assert (await client.get("/api/v1/tasks", headers=h)).status_code == 200
+        assert cache.hits == hits + 3
+        r = await client.patch("/api/v1/users/me", json={"name": "Renamed"}, headers=h)
+        assert r.status_code == 200
+        assert (await client.get("/api/v1/users/me", headers=h)).json()["name"] == "Renamed"
+
+    async def test_failed_write_keeps_nothing_stale(self, api: Api, client: httpx.AsyncClient) -> None:
+        h = await api.user("ac2@x.io")
+        assert (await client.get("/api/v1/users/me", headers=h)).status_code == 200
+        bad = await client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": "wrong!!!", "new_password": "another good one"},
+            headers=h,
+        )
+        assert bad.status_code == 401
+        assert (await client.get("/api/v1/users/me", headers=h)).status_code == 200
+        ok = await client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": PASSWORD, "new_password": "another good one"},
+            headers=h,
+        )
+        assert ok.status_code == 204
+        assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401
+
+    async def test_not_used_with_several_workers(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        from taskhub.auth.cache import NullAuthCache
+        from tests.helpers import ctx_of
+
+        app = await app_factory(settings_factory(workers=2))
+        assert isinstance(ctx_of(app).auth_cache, NullAuthCache)

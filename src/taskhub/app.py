@@ -16,6 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from taskhub import __version__
 from taskhub.api import api_router, root_router
+from taskhub.auth.cache import MemoryAuthCache, NullAuthCache
 from taskhub.config import Settings
 from taskhub.context import AppContext
 from taskhub.core.cache import MemoryCache, NullCache, RedisCache, ResponseCache
@@ -80,6 +81,8 @@ def build_context(settings: Settings) -> AppContext:
         ),
         cache=cache,
         denylist=denylist,
+        # Positive auth decisions may be cached only where every write passes through this process.
+        auth_cache=MemoryAuthCache() if redis is None and settings.workers == 1 else NullAuthCache(),
         redis=redis,
     )
 

@@ -10,6 +10,7 @@ from fastapi import Depends
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
+from taskhub.auth.cache import AuthCache
 from taskhub.config import Settings
 from taskhub.core.cache import ResponseCache
 from taskhub.core.denylist import TokenDenylist
@@ -29,6 +30,7 @@ class AppContext:
     limiter: RateLimiter
     cache: ResponseCache
     denylist: TokenDenylist
+    auth_cache: AuthCache
     redis: Redis | None = None
     started_at: float = field(default_factory=time.monotonic)
 

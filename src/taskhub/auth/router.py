@@ -9,7 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth import service as auth_service
-from taskhub.auth.dependencies import CurrentUser, current_claims
+from taskhub.auth.dependencies import CurrentUser, current_claims, forget_sessions_after_commit
 from taskhub.auth.errors import InvalidRefreshToken
 from taskhub.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
 from taskhub.context import AppContext, Ctx
@@ -91,6 +91,7 @@ async def refresh(request: Request, session: SessionDep, ctx: Ctx, body: Refresh
     ip = getattr(request.state, "client_ip", None)
     if ip is not None and await ctx.limiter.exhausted("auth", ip):
         await ctx.limiter.enforce("auth", ip)
+    forget_sessions_after_commit(session, ctx.auth_cache)  # reuse detection revokes a whole family
     try:
         issued = await auth_service.refresh(
             session, ctx.tokens, refresh_token=presented, refresh_ttl=ctx.settings.refresh_token_ttl

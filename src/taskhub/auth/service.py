@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth import repository as auth_repo
+from taskhub.auth.cache import AuthCache
 from taskhub.auth.errors import AccountDisabled, InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from taskhub.auth.models import RefreshToken
 from taskhub.core.denylist import TokenDenylist
@@ -146,13 +147,19 @@ async def logout(
 
 
 async def authenticate(
-    session: AsyncSession, tokens: TokenCodec, token: str, *, denylist: TokenDenylist
+    session: AsyncSession,
+    tokens: TokenCodec,
+    token: str,
+    *,
+    denylist: TokenDenylist,
+    cache: AuthCache | None = None,
 ) -> tuple[User, AccessClaims]:
     """Verify an access token and load its user.
 
     The shared denylist answers first (no database work for a revoked token); the database
     denylist is checked in the same query that loads the user, so a cache outage never lets a
-    revoked token through.
+    revoked token through. With ``cache`` (read requests only), a recent positive decision for
+    the same token is reused under the rules of :mod:`taskhub.auth.cache`.
 
     Raises:
         Unauthorized: bad signature/claims, expired, denied ``jti``, unknown or inactive user, or
@@ -161,6 +168,12 @@ async def authenticate(
     claims = tokens.decode(token)
     if await denylist.contains(claims.jti):
         raise Unauthorized("The access token has been revoked.")
+    generation = 0
+    if cache is not None:
+        cached = cache.get(claims.jti)
+        if cached is not None:
+            return cached, claims
+        generation = cache.generation  # before the read: see auth.cache
     found = await user_repo.get_for_auth(session, claims.sub, claims.jti, claims.sid)
     if found is None:
         raise Unauthorized("The access token is no longer valid.")
@@ -169,4 +182,6 @@ async def authenticate(
         raise Unauthorized("The access token has been revoked.")
     if not user.is_active or claims.iat < to_utc(user.tokens_valid_after).timestamp():
         raise Unauthorized("The access token is no longer valid.")
+    if cache is not None:
+        cache.put(claims.jti, user, generation)
     return user, claims

@@ -149,6 +149,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     except DomainError as exc:
         if exc.persist:
             await session.commit()
+            await run_after_commit(session)
         else:
             await session.rollback()
         raise
