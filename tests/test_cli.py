@@ -112,3 +112,10 @@ def test_serve_create_admin_and_seed(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=10)
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_purge_runs_on_an_empty_database(tmp_path: Path) -> None:
+    assert run(["migrate"], tmp_path).returncode == 0
+    result = run(["purge"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "deleted 0 expired tokens and 0 idempotency records"

@@ -6,6 +6,8 @@ No I/O happens at import. The mode is chosen here, once, by picking adapters: th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,6 +30,7 @@ from taskhub.core.ratelimit import RateLimiter, RateLimitMiddleware
 from taskhub.core.security import PasswordHasher, TokenCodec
 from taskhub.db import migrate
 from taskhub.db.session import Database
+from taskhub.ops.housekeeping import run_periodically
 
 DESCRIPTION = """
 Multi-user task management: JWT access tokens with rotating refresh tokens, user and admin roles,
@@ -109,9 +112,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate_on_start:
             await migrate.upgrade(ctx.db.primary)
+        purger = asyncio.create_task(run_periodically(ctx.db, settings)) if settings.purge_interval > 0 else None
         try:
             yield
         finally:
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
             await ctx.db.dispose()
             if ctx.redis is not None:
                 await ctx.redis.aclose()

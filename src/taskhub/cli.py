@@ -220,6 +220,25 @@ def seed_demo(
 
 
 @app.command()
+def purge() -> None:
+    """Delete expired denylist entries, refresh tokens and idempotency records now."""
+    from taskhub.db.session import Database
+    from taskhub.ops.housekeeping import purge_once
+
+    settings = _settings()
+
+    async def _run() -> dict[str, int]:
+        db = Database(settings)
+        try:
+            return await purge_once(db, settings)
+        finally:
+            await db.dispose()
+
+    deleted = asyncio.run(_run())
+    typer.echo(f"deleted {deleted['tokens']} expired tokens and {deleted['idempotency_keys']} idempotency records")
+
+
+@app.command()
 def openapi() -> None:
     """Print the OpenAPI schema (JSON) to stdout."""
     from taskhub.app import create_app

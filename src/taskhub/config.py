@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     cache_ttl: int = Field(default=300, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     idempotency_ttl: int = Field(default=86_400, ge=1)
+    purge_interval: int = Field(default=3_600, ge=0)  # seconds between housekeeping runs; 0 = never
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     access_log: bool = True

@@ -185,3 +185,8 @@ async def authenticate(
     if cache is not None:
         cache.put(claims.jti, user, generation)
     return user, claims
+
+
+async def purge_expired(session: AsyncSession, now: datetime) -> int:
+    """Delete denylist entries and refresh tokens past their expiry; returns rows deleted."""
+    return await auth_repo.purge_expired(session, now)

@@ -386,3 +386,8 @@ async def get_any(session: AsyncSession, task_id: uuid.UUID) -> Task:
 def page_count(total: int, limit: int) -> int:
     """Number of pages for ``total`` rows at ``limit`` per page (at least 1)."""
     return max(1, math.ceil(total / limit))
+
+
+async def purge_idempotency_keys(session: AsyncSession, *, older_than: datetime) -> int:
+    """Delete idempotency records created before ``older_than``; returns rows deleted."""
+    return await task_repo.purge_idempotency_keys(session, older_than)
