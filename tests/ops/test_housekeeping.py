@@ -41,8 +41,28 @@ async def test_purge_deletes_only_expired_rows(
         deleted = await purge_once(ctx_of(app).db, settings)
         assert deleted["idempotency_keys"] == 1
         assert deleted["tokens"] == 2  # the expired denylist entry and the first login's refresh token
+        # (refresh tokens are kept one access-token lifetime past expiry: 1 s here)
         assert await _count(app, RevokedAccessToken) == 0
         assert await _count(app, IdempotencyKey) == 0
         assert await _count(app, RefreshToken) == 1
         r = await client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
         assert r.status_code == 200
+
+
+async def test_revoked_family_outlives_its_refresh_tokens_expiry(
+    app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+) -> None:
+    """A refresh lifetime shorter than the access lifetime must not let a purge revive a revoked session."""
+    settings = settings_factory(access_token_ttl=60, refresh_token_ttl=1, purge_interval=0)
+    app = await app_factory(settings)
+    async with client_for(app) as client:
+        api = Api(client)
+        await api.register("sess@x.io")
+        first = await api.login("sess@x.io")
+        rotated = (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+        h = {"Authorization": f"Bearer {first['access_token']}"}
+        r = await client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {rotated['access_token']}"})
+        assert r.status_code == 204
+        await asyncio.sleep(1.5)
+        await purge_once(ctx_of(app).db, settings)
+        assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -41,8 +41,10 @@ async def deny_access_token(session: AsyncSession, jti: str, expires_at: datetim
     await session.execute(stmt)
 
 
-async def purge_expired(session: AsyncSession, now: datetime) -> int:
-    """Delete denylist entries and refresh tokens past their expiry; returns rows deleted."""
+async def purge_expired(session: AsyncSession, now: datetime, *, keep_refresh_for: timedelta) -> int:
+    """Delete denylist entries past their expiry, and refresh tokens expired for longer than
+    ``keep_refresh_for`` (a revoked family must stay visible while its access tokens live);
+    returns rows deleted."""
     a = await session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now))
-    b = await session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
+    b = await session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now - keep_refresh_for))
     return int(getattr(a, "rowcount", 0) or 0) + int(getattr(b, "rowcount", 0) or 0)

@@ -187,6 +187,8 @@ async def authenticate(
     return user, claims
 
 
-async def purge_expired(session: AsyncSession, now: datetime) -> int:
-    """Delete denylist entries and refresh tokens past their expiry; returns rows deleted."""
-    return await auth_repo.purge_expired(session, now)
+async def purge_expired(session: AsyncSession, now: datetime, *, access_token_ttl: int) -> int:
+    """Delete denylist entries past their expiry and refresh tokens that expired more than one
+    access-token lifetime (s) ago: until then a revoked family still ends its live access tokens
+    through their ``sid``. Returns rows deleted."""
+    return await auth_repo.purge_expired(session, now, keep_refresh_for=timedelta(seconds=access_token_ttl))

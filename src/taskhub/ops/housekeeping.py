@@ -1,7 +1,8 @@
 """Periodic deletion of rows that can no longer matter.
 
 - denylist entries (``revoked_access_tokens``) whose access token has expired anyway;
-- refresh tokens past their expiry (their families' access tokens expired long before);
+- refresh tokens expired for longer than one access-token lifetime (until then a revoked family
+  must still end its live access tokens through their ``sid`` claim);
 - idempotency records older than ``TASKHUB_IDEMPOTENCY_TTL``.
 
 Each instance runs it every ``TASKHUB_PURGE_INTERVAL`` seconds (0 disables); concurrent runs on
@@ -28,7 +29,7 @@ async def purge_once(db: Database, settings: Settings) -> dict[str, int]:
     """Delete expired rows, each kind in its own unit of work; returns rows deleted per kind."""
     now = utcnow()
     async with db.unit_of_work() as session:
-        tokens = await auth_service.purge_expired(session, now)
+        tokens = await auth_service.purge_expired(session, now, access_token_ttl=settings.access_token_ttl)
     async with db.unit_of_work() as session:
         keys = await task_service.purge_idempotency_keys(
             session, older_than=now - timedelta(seconds=settings.idempotency_ttl)
