@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from taskhub.config import Settings
-from tests.conftest import PASSWORD, Api
+from tests.conftest import PASSWORD, Api, client_for
 from tests.helpers import outbox_events
 
 pytestmark = pytest.mark.asyncio
@@ -241,3 +241,19 @@ class TestAuthCache:
 
         app = await app_factory(settings_factory(workers=2))
         assert isinstance(ctx_of(app).auth_cache, NullAuthCache)
+
+
+class TestRefreshGuessing:
+    async def test_a_concurrent_burst_of_bad_refreshes_gets_no_more_than_the_budget(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        app = await app_factory(
+            settings_factory(rate_limit_enabled=True, rate_limit_auth="3 per minute", rate_limit_anon="1000 per minute")
+        )
+        async with client_for(app) as c:
+            results = await asyncio.gather(
+                *[c.post("/api/v1/auth/refresh", json={"refresh_token": f"guess-{i}"}) for i in range(12)]
+            )
+        codes = [r.status_code for r in results]
+        assert codes.count(401) <= 3, codes
+        assert codes.count(429) >= 9

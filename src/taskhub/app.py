@@ -85,7 +85,12 @@ def build_context(settings: Settings) -> AppContext:
         cache=cache,
         denylist=denylist,
         # Positive auth decisions may be cached only where every write passes through this process.
-        auth_cache=MemoryAuthCache() if redis is None and settings.workers == 1 else NullAuthCache(),
+        # (and only without read replicas: a lagging replica could re-cache a revoked decision).
+        auth_cache=(
+            MemoryAuthCache()
+            if redis is None and settings.workers == 1 and not settings.database_replica_urls
+            else NullAuthCache()
+        ),
         redis=redis,
     )
 

@@ -66,3 +66,25 @@ async def test_revoked_family_outlives_its_refresh_tokens_expiry(
         await asyncio.sleep(1.5)
         await purge_once(ctx_of(app).db, settings)
         assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401
+
+
+async def test_purge_keeps_used_tokens_of_live_families(
+    app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+) -> None:
+    """A stolen token refreshed again and again keeps its family alive; the victim's old token must
+    still be detected as reused after a purge."""
+    settings = settings_factory(access_token_ttl=1, refresh_token_ttl=2, purge_interval=0)
+    app = await app_factory(settings)
+    async with client_for(app) as client:
+        api = Api(client)
+        await api.register("victim@x.io")
+        first = await api.login("victim@x.io")
+        await asyncio.sleep(1.5)
+        second = (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+        await asyncio.sleep(1.7)  # the first token expired > 1 access lifetime ago; the second still lives
+        await purge_once(ctx_of(app).db, settings)
+        replay = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+        assert replay.status_code == 401
+        assert replay.json()["title"] == "Refresh token reuse detected"
+        after = await client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
+        assert after.status_code == 401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,9 +42,20 @@ async def deny_access_token(session: AsyncSession, jti: str, expires_at: datetim
 
 
 async def purge_expired(session: AsyncSession, now: datetime, *, keep_refresh_for: timedelta) -> int:
-    """Delete denylist entries past their expiry, and refresh tokens expired for longer than
-    ``keep_refresh_for`` (a revoked family must stay visible while its access tokens live);
-    returns rows deleted."""
+    """Delete denylist entries past their expiry, and the refresh-token families whose newest
+    member expired more than ``keep_refresh_for`` ago (a revoked family must stay visible while its
+    access tokens live, a used token while its family lives); returns rows deleted."""
     a = await session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now))
-    b = await session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now - keep_refresh_for))
+    # Whole families only, once their newest member is past the cutoff: a used token of a live
+    # family must stay, or presenting it again would no longer be detected as reuse.
+    dead_families = (
+        select(RefreshToken.family_id)
+        .group_by(RefreshToken.family_id)
+        .having(func.max(RefreshToken.expires_at) < now - keep_refresh_for)
+    )
+    b = await session.execute(
+        delete(RefreshToken)
+        .where(RefreshToken.family_id.in_(dead_families))
+        .execution_options(synchronize_session=False)
+    )
     return int(getattr(a, "rowcount", 0) or 0) + int(getattr(b, "rowcount", 0) or 0)

@@ -87,19 +87,17 @@ async def refresh(request: Request, session: SessionDep, ctx: Ctx, body: Refresh
     if not presented:
         raise InvalidRefreshToken("Send the refresh token in the body or the refresh cookie.")
     # Only failed refreshes spend the per-IP login budget (guessing tokens is what it stops);
-    # once it is spent, refreshes from that IP are refused too.
-    ip = getattr(request.state, "client_ip", None)
-    if ip is not None and await ctx.limiter.exhausted("auth", ip):
-        await ctx.limiter.enforce("auth", ip)
+    # attempts in flight count as spent, and a spent budget refuses refreshes from that IP.
+    ip = getattr(request.state, "client_ip", None) or (request.client.host if request.client else "unknown")
     forget_sessions_after_commit(session, ctx.auth_cache)  # reuse detection revokes a whole family
-    try:
-        issued = await auth_service.refresh(
-            session, ctx.tokens, refresh_token=presented, refresh_ttl=ctx.settings.refresh_token_ttl
-        )
-    except Unauthorized:
-        if ip is not None:
-            await ctx.limiter.hit("auth", ip)
-        raise
+    async with ctx.limiter.failure_budget("auth", ip) as charge_failure:
+        try:
+            issued = await auth_service.refresh(
+                session, ctx.tokens, refresh_token=presented, refresh_ttl=ctx.settings.refresh_token_ttl
+            )
+        except Unauthorized:
+            await charge_failure()
+            raise
     return _token_response(ctx, issued)
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, WindowStats, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -82,6 +83,7 @@ class RateLimiter:
         self.breaker = CircuitBreaker()
         self.enabled = enabled
         self.rejections = 0
+        self._in_flight: dict[tuple[str, str], int] = {}
 
     async def _hit(
         self, limiter: MovingWindowRateLimiter, item: RateLimitItem, scope: str, key: str
@@ -120,6 +122,56 @@ class RateLimiter:
             except Exception:  # storage errors differ by client library; any of them means "down"
                 self.breaker.trip()
         return not await self._fallback.test(item, scope, key)
+
+    @asynccontextmanager
+    async def failure_budget(self, scope: str, key: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """Admit a request whose *failure* costs one unit of ``scope`` for ``key``.
+
+        Requests still in flight count as spent, so a burst of concurrent attempts cannot all pass
+        the check before the first failure is counted (per process; across instances the shared
+        counter is exact once failures land). Yields ``charge``, to await when the attempt failed.
+
+        Raises:
+            TooManyRequests: no budget is left.
+        """
+        if not self.enabled:
+
+            async def _noop() -> None:
+                return None
+
+            yield _noop
+            return
+        item = self._items[scope]
+        stats = await self._window_stats(item, scope, key)
+        in_flight = self._in_flight.get((scope, key), 0)
+        if stats.remaining - in_flight <= 0:
+            reset_after = max(1, math.ceil(stats.reset_time - time.time()))
+            self.rejections += 1
+            raise TooManyRequests(
+                f"Rate limit exceeded; retry in {reset_after} s.",
+                headers=RateLimitResult(False, item.amount, 0, reset_after).headers(),
+            )
+        self._in_flight[(scope, key)] = in_flight + 1
+
+        async def charge() -> None:
+            await self.hit(scope, key)
+
+        try:
+            yield charge
+        finally:
+            left = self._in_flight.get((scope, key), 1) - 1
+            if left > 0:
+                self._in_flight[(scope, key)] = left
+            else:
+                self._in_flight.pop((scope, key), None)
+
+    async def _window_stats(self, item: RateLimitItem, scope: str, key: str) -> WindowStats:
+        if self.shared and not self.breaker.is_open:
+            try:
+                return await self._limiter.get_window_stats(item, scope, key)
+            except Exception:  # storage errors differ by client library; any of them means "down"
+                self.breaker.trip()
+        return await self._fallback.get_window_stats(item, scope, key)
 
     async def enforce(self, scope: str, key: str) -> RateLimitResult:
         """Like :meth:`hit`, but raises when rejected.
