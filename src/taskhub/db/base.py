@@ -48,3 +48,8 @@ class Base(DeclarativeBase):
     """Base of every ORM class."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, with ``\\``, ``%`` and ``_`` escaped (use ``escape="\\"``)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

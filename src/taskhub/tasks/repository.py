@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, sel
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhub.db.base import contains_pattern
 from taskhub.tasks.models import IdempotencyKey, Task
 from taskhub.tasks.schemas import TaskQuery
 
@@ -54,10 +55,6 @@ async def exists_owned(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid
     return (await session.execute(stmt)).first() is not None
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _filters(session: AsyncSession, query: TaskQuery, owner_id: uuid.UUID | None, now: datetime) -> list[Any]:
     conds: list[Any] = []
     if owner_id is not None:
@@ -76,7 +73,7 @@ def _filters(session: AsyncSession, query: TaskQuery, owner_id: uuid.UUID | None
             each = func.json_each(Task.tags).table_valued("value")
             conds.append(exists().select_from(each).where(each.c.value == tag))
     if query.q:
-        pattern = f"%{_escape_like(query.q)}%"
+        pattern = contains_pattern(query.q)
         conds.append(or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")))
     if query.due_before is not None:
         conds.append(Task.due_date < query.due_before)

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth.models import RefreshToken, RevokedAccessToken
+from taskhub.db.base import contains_pattern
 from taskhub.users.models import User
 
 
@@ -88,5 +89,5 @@ async def count_users(session: AsyncSession, *, q: str | None) -> int:
 def _user_filters(q: str | None) -> list[ColumnElement[bool]]:
     if not q:
         return []
-    pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    pattern = contains_pattern(q)
     return [or_(User.email.ilike(pattern, escape="\\"), User.name.ilike(pattern, escape="\\"))]
