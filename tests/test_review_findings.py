@@ -47,7 +47,7 @@ class TestBadInputIsNever500:
         [
             ({"title": "a\u0000b"}, ["body", "title"]),
             ({"title": "t", "description": "a\u0000"}, ["body", "description"]),
-            ({"title": "t", "tags": ["a\u0000"]}, ["body", "tags"]),
+            ({"title": "t", "tags": ["a\u0000"]}, ["body", "tags", 0]),  # the item is named
             ({"title": "t", "due_date": "0001-01-01T00:00:00+05:00"}, ["body", "due_date"]),
             ({"title": "t", "due_date": "9999-12-31T23:59:59-05:00"}, ["body", "due_date"]),
             ({"title": "t", "due_date": 1700000000}, ["body", "due_date"]),
@@ -88,6 +88,27 @@ class TestBadInputIsNever500:
         r = await client.get(f"/api/v1/tasks?sort={sort}&cursor={cursor}", headers=h)
         assert r.status_code == 422
         assert r.json()["errors"][0]["loc"] == ["query", "cursor"]
+
+    @pytest.mark.parametrize(
+        ("path", "query", "field"),
+        [
+            ("/api/v1/admin/users", "page=10000000000000000000", "page"),
+            ("/api/v1/admin/users", "q=a%00", "q"),
+            ("/api/v1/admin/tasks", "q=a%00", "q"),
+            ("/api/v1/admin/tasks", "due_after=0001-01-01T00:00:00%2B05:00", "due_after"),
+        ],
+    )
+    async def test_admin_queries(
+        self, app: FastAPI, api: Api, client: httpx.AsyncClient, path: str, query: str, field: str
+    ) -> None:
+        from tests.helpers import promote_to_admin
+
+        await api.register("adm@x.io")
+        await promote_to_admin(app, "adm@x.io")
+        h = {"Authorization": f"Bearer {(await api.login('adm@x.io'))['access_token']}"}
+        r = await client.get(f"{path}?{query}", headers=h)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["loc"] == ["query", field]
 
     async def test_accounts(self, api: Api, client: httpx.AsyncClient) -> None:
         r = await client.post("/api/v1/auth/login", json={"email": "a\u0000@x.io", "password": "whatever1"})

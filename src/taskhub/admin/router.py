@@ -14,6 +14,7 @@ from taskhub.core.errors import UnprocessableEntity, field_error
 from taskhub.core.pagination import decode_cursor, encode_cursor
 from taskhub.core.responses import model_response
 from taskhub.core.timeutil import to_utc
+from taskhub.core.validators import MAX_PAGE, NoNulStr
 from taskhub.db.session import SessionDep
 from taskhub.tasks import service as task_service
 from taskhub.tasks.dependencies import TaskQueryDep
@@ -30,9 +31,9 @@ _USER_SORT = "-created_at"
 async def list_users(
     admin: AdminUser,
     session: SessionDep,
-    q: Annotated[str | None, Query(max_length=200, description="Matches email or name; empty = all")] = None,
+    q: Annotated[NoNulStr | None, Query(max_length=200, description="Matches email or name; empty = all")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    page: Annotated[int | None, Query(ge=1)] = None,
+    page: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Response:
     """Every user, newest first, paged like tasks (``page`` with ``total``, or ``cursor``)."""

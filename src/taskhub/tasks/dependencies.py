@@ -6,9 +6,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime
 
 from taskhub.auth.dependencies import CurrentUser
+from taskhub.core.validators import MAX_PAGE, NoNulStr, UtcDatetime
 from taskhub.db.session import SessionDep
 from taskhub.tasks import service as task_service
 from taskhub.tasks.models import Task
@@ -26,14 +26,16 @@ OwnedTask = Annotated[Task, Depends(owned_task)]
 async def task_query(
     status: Annotated[list[Status] | None, Query(description="Repeatable: ?status=todo&status=done")] = None,
     priority: Annotated[list[Priority] | None, Query(description="Repeatable")] = None,
-    tag: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Search title and description; empty = all")] = None,
-    due_before: Annotated[AwareDatetime | None, Query(description="RFC 3339 with offset")] = None,
-    due_after: Annotated[AwareDatetime | None, Query(description="RFC 3339 with offset")] = None,
+    tag: Annotated[NoNulStr | None, Query(min_length=1, max_length=50)] = None,
+    q: Annotated[
+        NoNulStr | None, Query(max_length=200, description="Search title and description; empty = all")
+    ] = None,
+    due_before: Annotated[UtcDatetime | None, Query(description="RFC 3339 with offset")] = None,
+    due_after: Annotated[UtcDatetime | None, Query(description="RFC 3339 with offset")] = None,
     overdue: Annotated[bool | None, Query(description="true: past due and not done")] = None,
     sort: Annotated[SortKey, Query()] = "-created_at",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    page: Annotated[int | None, Query(ge=1, description="Offset paging; returns total")] = None,
+    page: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="Offset paging; returns total")] = None,
     cursor: Annotated[str | None, Query(max_length=1000, description="Keyset paging from next_cursor")] = None,
 ) -> TaskQuery:
     """Parse the list query; out-of-range values are 422 (never clamped).

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from taskhub.core.timeutil import to_utc
+from taskhub.core.validators import NoNulStr, UtcDatetime
 
 Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["low", "medium", "high"]
@@ -17,15 +17,8 @@ SortKey = Literal[
 ]
 
 
-def no_nul(value: str) -> str:
-    """Reject NUL characters, which PostgreSQL text cannot store (a 422, never a 500)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _title(value: str) -> str:
-    value = no_nul(value).strip()
+    value = value.strip()
     if not 1 <= len(value) <= 200:
         raise ValueError("must be 1..200 characters after trimming")
     return value
@@ -36,7 +29,7 @@ def _tags(values: list[str]) -> list[str]:
         raise ValueError("at most 20 tags")
     seen: dict[str, None] = {}
     for i, raw in enumerate(values):
-        tag = no_nul(raw).strip().lower()
+        tag = raw.strip().lower()
         if not 1 <= len(tag) <= 50:
             raise ValueError(f"tag {i} must be 1..50 characters after trimming")
         seen.setdefault(tag, None)
@@ -49,19 +42,10 @@ def _rfc3339_only(value: object) -> object:
     return value
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return to_utc(value)
-    except OverflowError as exc:
-        raise ValueError("is out of the supported date range") from exc
-
-
-Title = Annotated[str, Field(max_length=1000), AfterValidator(_title)]
-Description = Annotated[str, Field(max_length=10_000), AfterValidator(no_nul)]
-Tags = Annotated[list[Annotated[str, Field(max_length=1000)]], AfterValidator(_tags)]
-DueDate = Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_only), AfterValidator(_utc)]
+Title = Annotated[NoNulStr, Field(max_length=1000), AfterValidator(_title)]
+Description = Annotated[NoNulStr, Field(max_length=10_000)]
+Tags = Annotated[list[Annotated[NoNulStr, Field(max_length=1000)]], AfterValidator(_tags)]
+DueDate = Annotated[UtcDatetime | None, BeforeValidator(_rfc3339_only)]
 
 
 class TaskCreate(BaseModel):

@@ -10,12 +10,11 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from taskhub.core.security import normalize_email
+from taskhub.core.validators import NoNulStr
 
 
 def _check_email(value: str) -> str:
     value = value.strip()
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
     if len(value) > 320 or len(normalize_email(value)) > 320:
         raise ValueError("must be at most 320 characters")
     try:
@@ -26,17 +25,15 @@ def _check_email(value: str) -> str:
 
 
 def _check_name(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
     value = value.strip()
     if not 1 <= len(value) <= 100:
         raise ValueError("must be 1..100 characters after trimming")
     return value
 
 
-Email = Annotated[str, Field(max_length=400), AfterValidator(_check_email)]
+Email = Annotated[NoNulStr, Field(max_length=400), AfterValidator(_check_email)]
 """An email address, trimmed; stored as given, compared in normalized form."""
-Name = Annotated[str, Field(max_length=400), AfterValidator(_check_name)]
+Name = Annotated[NoNulStr, Field(max_length=400), AfterValidator(_check_name)]
 Password = Annotated[str, Field(max_length=1000)]
 
 
