@@ -47,7 +47,7 @@ async def list_users(
         key = decode_cursor(cursor, _USER_SORT)
         try:
             after = (to_utc(datetime.fromisoformat(str(key["v"]))), uuid.UUID(str(key["id"])))
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, OverflowError) as exc:
             raise UnprocessableEntity(
                 "The cursor is not valid.", errors=[field_error(["query", "cursor"], "invalid cursor")]
             ) from exc
