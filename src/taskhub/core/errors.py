@@ -215,31 +215,19 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
-    async def unexpected_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled_error", path=request.url.path, exc_info=exc)
-        return problem_response(
-            request.url.path,
-            _request_id(request),
-            status=500,
-            detail="An unexpected error occurred; it has been logged.",
-        )
-
     async def pool_exhausted(request: Request, exc: Exception) -> Response:
         # Every pooled database connection stayed busy for the pool timeout: the service is
         # overloaded, not broken. A clean 503 the client may retry, never a 500.
         log.warning("database_pool_exhausted", path=request.url.path)
-        return problem_response(
-            request.url.path,
-            _request_id(request),
-            status=503,
-            title="Service unavailable",
-            detail="The service is busy (no database connection became free in time); retry shortly.",
-            slug="unavailable",
+        busy = ServiceUnavailable(
+            "The service is busy (no database connection became free in time); retry shortly.",
             headers={"Retry-After": "1"},
         )
+        return await domain_error(request, busy)
 
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(PoolTimeoutError, pool_exhausted)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    # Unexpected exceptions are answered (a bare 500 with the request id) and logged by
+    # core.observability.RequestIdMiddleware, the outermost layer that knows the request id.

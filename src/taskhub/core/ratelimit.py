@@ -111,18 +111,6 @@ class RateLimiter:
             self.rejections += 1
         return result
 
-    async def exhausted(self, scope: str, key: str) -> bool:
-        """True when ``key`` has no budget left under ``scope`` (nothing is counted)."""
-        item = self._items[scope]
-        if not self.enabled:
-            return False
-        if self.shared and not self.breaker.is_open:
-            try:
-                return not await self._limiter.test(item, scope, key)
-            except Exception:  # storage errors differ by client library; any of them means "down"
-                self.breaker.trip()
-        return not await self._fallback.test(item, scope, key)
-
     @asynccontextmanager
     async def failure_budget(self, scope: str, key: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
         """Admit a request whose *failure* costs one unit of ``scope`` for ``key``.
@@ -185,11 +173,6 @@ class RateLimiter:
                 f"Rate limit exceeded; retry in {max(1, result.reset_after)} s.", headers=result.headers()
             )
         return result
-
-    async def reset(self) -> None:
-        """Forget every counter (tests)."""
-        await self.storage.reset()
-        await self._fallback.storage.reset()
 
 
 # Charged per IP before the request. ``/auth/refresh`` is charged per IP only when it fails

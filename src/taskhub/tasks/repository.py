@@ -34,11 +34,6 @@ async def get_owned(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UU
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def get_any(session: AsyncSession, task_id: uuid.UUID) -> Task | None:
-    """The task ``task_id`` whoever owns it (admin use)."""
-    return await session.get(Task, task_id)
-
-
 async def delete_task(session: AsyncSession, task: Task) -> bool:
     """Delete ``task`` only if it is still at ``task.version``; False when it changed or is gone."""
     result = await session.execute(

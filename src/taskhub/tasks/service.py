@@ -7,7 +7,6 @@ same unit of work, and invalidates the owner's cached list pages after commit.
 from __future__ import annotations
 
 import hashlib
-import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -356,19 +355,6 @@ async def stats(session: AsyncSession, actor: User) -> TaskStats:
             "completed_last_7_days": counts["completed_last_7_days"],
         }
     )
-
-
-async def get_any(session: AsyncSession, task_id: uuid.UUID) -> Task:
-    """Any user's task (admin). Raises: TaskNotFound."""
-    task = await task_repo.get_any(session, task_id)
-    if task is None:
-        raise TaskNotFound(f"No task with id {task_id}.")
-    return task
-
-
-def page_count(total: int, limit: int) -> int:
-    """Number of pages for ``total`` rows at ``limit`` per page (at least 1)."""
-    return max(1, math.ceil(total / limit))
 
 
 async def purge_idempotency_keys(session: AsyncSession, *, older_than: datetime) -> int:
