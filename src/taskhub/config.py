@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout: float = Field(default=10.0, gt=0)  # seconds to wait for a free connection
     redis_url: str | None = None
     broker_url: str | None = None
     jwt_secret: str | None = None

@@ -60,3 +60,25 @@ async def test_dashboard_served_with_csp(client: httpx.AsyncClient) -> None:
     csp = r.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert (await client.get("/static/../../config.py")).status_code == 404
+
+
+async def test_pool_exhaustion_is_503_with_retry_after(
+    backend: object, app_factory: object, settings_factory: object
+) -> None:
+    """No free connection within the pool timeout: a clean, retryable 503, never a 500."""
+    from tests.conftest import Api, client_for
+    from tests.helpers import ctx_of
+
+    if getattr(backend, "name", "") != "postgresql":
+        pytest.skip("pool size and timeout are PostgreSQL engine settings")
+    settings = settings_factory(database_pool_size=1, database_max_overflow=0, database_pool_timeout=0.3)  # type: ignore[operator]
+    app = await app_factory(settings)  # type: ignore[operator]
+    async with client_for(app) as c:
+        h = await Api(c).user("pool@x.io")
+        async with ctx_of(app).db.primary.connect():  # hold the only connection
+            r = await c.post("/api/v1/tasks", json={"title": "t"}, headers=h)
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "1"
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["title"] == "Service unavailable"
+        assert (await c.post("/api/v1/tasks", json={"title": "t"}, headers=h)).status_code == 201

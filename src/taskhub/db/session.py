@@ -47,7 +47,7 @@ def _postgres_engine(url: str, settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        pool_timeout=10,
+        pool_timeout=settings.database_pool_timeout,
         pool_pre_ping=False,
         connect_args={"server_settings": {"application_name": "taskhub"}, "command_timeout": 30},
     )
