@@ -119,3 +119,12 @@ def test_purge_runs_on_an_empty_database(tmp_path: Path) -> None:
     result = run(["purge"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "deleted 0 expired tokens and 0 idempotency records"
+
+
+def test_openapi_has_no_side_effects_even_in_production(tmp_path: Path) -> None:
+    """No data directory, no secret, no database: ``openapi`` only describes the API."""
+    data_dir = tmp_path / "never-created"
+    result = run(["openapi"], data_dir, TASKHUB_ENV="production")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["info"]["title"] == "Taskhub"
+    assert not data_dir.exists()

@@ -220,7 +220,7 @@ class TestRateLimitDetails:
 
 
 class TestAuthCache:
-    async def test_reads_reuse_the_decision_and_writes_outside_tasks_drop_it(
+    async def test_reads_and_task_writes_reuse_the_decision_and_a_profile_change_drops_it(
         self, app: FastAPI, api: Api, client: httpx.AsyncClient
     ) -> None:
         from tests.helpers import ctx_of
@@ -233,7 +233,7 @@ class TestAuthCache:
         assert cache.hits == hits + 2  # first read loads, the next two reuse
         await api.task(h, title="task writes keep the cache")
         assert (await client.get("/api/v1/tasks", headers=h)).status_code == 200
-        assert cache.hits == hits + 3
+        assert cache.hits == hits + 4
         r = await client.patch("/api/v1/users/me", json={"name": "Renamed"}, headers=h)
         assert r.status_code == 200
         assert (await client.get("/api/v1/users/me", headers=h)).json()["name"] == "Renamed"

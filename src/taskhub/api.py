@@ -7,10 +7,9 @@ from taskhub.auth.router import router as auth_router
 from taskhub.ops.docs import router as docs_router
 from taskhub.ops.router import router as ops_router
 from taskhub.tasks.router import router as tasks_router
+from taskhub.urls import API_PREFIX
 from taskhub.users.router import router as users_router
 from taskhub.web.router import router as web_router
-
-API_PREFIX = "/api/v1"
 
 api_router = APIRouter(prefix=API_PREFIX)
 api_router.include_router(auth_router)

@@ -82,11 +82,7 @@ async def _create_admin(settings: Settings, email: str, name: str, password: str
     from taskhub.users import service as user_service
 
     db = Database(settings)
-    hasher = PasswordHasher(
-        memory_cost=settings.argon2_memory_cost,
-        time_cost=settings.argon2_time_cost,
-        parallelism=settings.argon2_parallelism,
-    )
+    hasher = PasswordHasher.from_settings(settings)
     try:
         async with db.unit_of_work() as session:
             existing = await user_repo.get_by_email(session, normalize_email(email))
@@ -132,11 +128,7 @@ async def _seed(settings: Settings, users: int, tasks: int, password: str) -> tu
     from taskhub.users import service as user_service
 
     db = Database(settings)
-    hasher = PasswordHasher(
-        memory_cost=settings.argon2_memory_cost,
-        time_cost=settings.argon2_time_cost,
-        parallelism=settings.argon2_parallelism,
-    )
+    hasher = PasswordHasher.from_settings(settings)
     rng = random.Random(42)  # noqa: S311 - demo data, not security
     words = [
         "report",
@@ -163,7 +155,7 @@ async def _seed(settings: Settings, users: int, tasks: int, password: str) -> tu
     tags = ["work", "home", "urgent", "later", "finance", "ops", "personal", "team"]
     emails: list[str] = []
     created = 0
-    cache = NullCache()
+    cache = NullCache()  # no server's cache to invalidate from here
     try:
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
@@ -240,7 +232,7 @@ def purge() -> None:
 
 @app.command()
 def openapi() -> None:
-    """Print the OpenAPI schema (JSON) to stdout."""
+    """Print the OpenAPI schema (JSON) to stdout (no side effects: nothing is created or connected)."""
     from taskhub.app import create_app
 
     typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2))

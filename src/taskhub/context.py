@@ -1,19 +1,29 @@
-"""The typed application state built once in the lifespan and shared by every request."""
+"""The typed application state, built once in the app's lifespan, and the dependencies that read it.
+
+``AppContext`` holds what outlives a request: settings, engines, clients, codecs, caches. The
+lifespan of :func:`taskhub.app.create_app` builds it with :func:`build_context` and stores it on
+``app.state.ctx``; nothing is built at import or in ``create_app`` itself, so ``taskhub openapi``
+has no side effects. Endpoints take what they need by name: ``Ctx``, ``ReadSession``,
+``WriteSession``, ``ClientAddress``.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from taskhub.auth.cache import AuthCache
+from taskhub.auth.cache import AuthCache, MemoryAuthCache, NullAuthCache
 from taskhub.config import Settings
-from taskhub.core.cache import ResponseCache
-from taskhub.core.denylist import TokenDenylist
+from taskhub.core.cache import MemoryCache, NullCache, RedisCache, ResponseCache
+from taskhub.core.denylist import DatabaseOnlyDenylist, RedisDenylist, TokenDenylist
+from taskhub.core.network import client_ip
 from taskhub.core.ratelimit import RateLimiter
 from taskhub.core.security import PasswordHasher, TokenCodec
 from taskhub.db.session import Database
@@ -34,6 +44,74 @@ class AppContext:
     redis: Redis | None = None
     started_at: float = field(default_factory=time.monotonic)
 
+    def token_subject(self, token: str) -> str | None:
+        """The verified subject of an access token, or None (keys the rate limits by user)."""
+        return self.tokens.verified_subject(token)
+
+    async def aclose(self) -> None:
+        """Close pooled connections and clients."""
+        await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+def build_context(settings: Settings) -> AppContext:
+    """Make the shared state for ``settings``. Engines and clients connect lazily.
+
+    Side effects, which is why only the lifespan and the CLI call it: the SQLite data directory
+    is created, and in development a JWT secret is generated into it when none is configured.
+
+    Raises:
+        ConfigurationError: production mode without ``TASKHUB_JWT_SECRET``.
+    """
+    redis: Redis | None = None
+    cache: ResponseCache
+    denylist: TokenDenylist
+    if settings.redis_url:
+        # Production mode: cache, denylist and rate-limit counters shared by every instance.
+        redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        cache = RedisCache(redis, ttl=settings.cache_ttl) if settings.cache_ttl > 0 else NullCache()
+        denylist = RedisDenylist(redis)
+        limiter_storage: str | None = "async+" + settings.redis_url
+    else:
+        # An in-process cache cannot be invalidated across processes: with several workers
+        # and no shared cache, caching is off rather than stale.
+        cache = NullCache() if settings.cache_ttl <= 0 or settings.workers > 1 else MemoryCache(settings.cache_ttl)
+        denylist = DatabaseOnlyDenylist()
+        limiter_storage = None
+    return AppContext(
+        settings=settings,
+        tokens=TokenCodec(
+            secret=settings.resolve_jwt_secret(),
+            algorithm=settings.jwt_algorithm,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl=settings.access_token_ttl,
+        ),
+        db=Database(settings),
+        hasher=PasswordHasher.from_settings(settings),
+        limiter=RateLimiter(
+            {
+                "anon": settings.rate_limit_anon,
+                "auth": settings.rate_limit_auth,
+                "user": settings.rate_limit_user,
+            },
+            storage_url=limiter_storage,
+            enabled=settings.rate_limit_enabled,
+        ),
+        cache=cache,
+        denylist=denylist,
+        # Positive auth decisions may be cached only where every change to them passes through
+        # this process (and not with read replicas: a lagging replica could re-cache a revoked
+        # decision).
+        auth_cache=(
+            MemoryAuthCache()
+            if redis is None and settings.workers == 1 and not settings.database_replica_urls
+            else NullAuthCache()
+        ),
+        redis=redis,
+    )
+
 
 def get_context(conn: HTTPConnection) -> AppContext:
     """The :class:`AppContext` of the running app (set by ``create_app``'s lifespan)."""
@@ -47,3 +125,29 @@ async def context_dependency(conn: HTTPConnection) -> AppContext:
 
 
 Ctx = Annotated[AppContext, Depends(context_dependency)]
+
+
+async def read_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    """A read-only unit of work on a read engine (a replica when configured)."""
+    async with get_context(conn).db.unit_of_work(readonly=True) as session:
+        yield session
+
+
+async def write_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    """A unit of work on the primary. It commits when the endpoint returns and *before* the
+    response is sent (``scope="function"``), so a client never gets a 2xx for a write that did not
+    commit; it rolls back when the endpoint raises (see :meth:`Database.unit_of_work`)."""
+    async with get_context(conn).db.unit_of_work() as session:
+        yield session
+
+
+ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]
+WriteSession = Annotated[AsyncSession, Depends(write_session, scope="function")]
+
+
+async def client_address(conn: HTTPConnection) -> str:
+    """The client's IP, from ``X-Forwarded-For`` only behind ``TASKHUB_TRUSTED_PROXIES``."""
+    return client_ip(conn.scope, get_context(conn).settings.trusted_networks)
+
+
+ClientAddress = Annotated[str, Depends(client_address)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
+
+from taskhub.core.validators import not_null
 
 
 class AdminUserUpdate(BaseModel):
@@ -15,9 +17,4 @@ class AdminUserUpdate(BaseModel):
     role: Literal["user", "admin"] | None = None
     is_active: bool | None = None
 
-    @field_validator("role", "is_active")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _not_null = not_null("role", "is_active")

@@ -1,68 +1,107 @@
-"""``CurrentUser`` and ``AdminUser``: the authenticated caller, loaded once per request."""
+"""The authenticated caller (``CurrentPrincipal``, ``CurrentUser``, ``AdminUser``) and the
+stricter rate limits of the credential endpoints (``AuthRateLimit``)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth import service as auth_service
-from taskhub.auth.cache import AuthCache
-from taskhub.context import get_context
-from taskhub.core.errors import Forbidden, Unauthorized
-from taskhub.core.security import AccessClaims
-from taskhub.db.session import SessionDep, on_commit
+from taskhub.context import ClientAddress, Ctx
+from taskhub.core.errors import DomainError, Forbidden, Unauthorized
+from taskhub.core.ratelimit import RateLimiter, RateLimitResult
+from taskhub.core.security import AccessClaims, normalize_email
+from taskhub.urls import api_path
 from taskhub.users.models import User
 
-bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+TOKEN_URL = api_path("/auth/token")
+bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-async def current_user(request: Request, session: SessionDep, token: Annotated[str | None, Depends(bearer)]) -> User:
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The verified caller: their account as read at authentication (detached from any session:
+    services that change the account load it again in their own unit of work) and the claims of
+    the access token they presented."""
+
+    user: User
+    claims: AccessClaims
+
+
+async def current_principal(ctx: Ctx, token: Annotated[str | None, Depends(bearer)]) -> Principal:
     """The caller, from the ``Authorization: Bearer`` header (never a query string).
 
     Raises:
-        Unauthorized: no token, or a token that does not verify.
+        Unauthorized: no token, or a token that does not verify or was revoked.
     """
     if not token:
         raise Unauthorized("Send an access token in the Authorization: Bearer header.")
-    ctx = get_context(request)
-    reads_only = request.method in ("GET", "HEAD")
     user, claims = await auth_service.authenticate(
-        session, ctx.tokens, token, denylist=ctx.denylist, cache=ctx.auth_cache if reads_only else None
+        ctx.db, ctx.tokens, token, denylist=ctx.denylist, cache=ctx.auth_cache
     )
-    if not reads_only and not request.url.path.startswith(TASKS_PREFIX):
-        # Writes outside /tasks may change who is authenticated: drop cached decisions after commit.
-        forget_sessions_after_commit(session, ctx.auth_cache)
-    request.state.claims = claims
-    return user
+    return Principal(user, claims)
 
 
-TASKS_PREFIX = "/api/v1/tasks"
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def forget_sessions_after_commit(session: AsyncSession, cache: AuthCache) -> None:
-    """Clear ``cache`` once the unit of work commits (see :mod:`taskhub.auth.cache`)."""
-
-    async def _clear() -> None:
-        cache.clear()
-
-    on_commit(session, _clear)
+async def current_user(principal: CurrentPrincipal) -> User:
+    """The caller's account (see :class:`Principal`)."""
+    return principal.user
 
 
-async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def admin_user(user: CurrentUser) -> User:
     """The caller, who must have the ``admin`` role. Raises: Forbidden."""
     if user.role != "admin":
         raise Forbidden("This endpoint needs the admin role.")
     return user
 
 
-async def current_claims(request: Request) -> AccessClaims:
-    """The verified claims of the current request's access token (after ``current_user`` ran)."""
-    claims: AccessClaims = request.state.claims
-    return claims
-
-
-CurrentUser = Annotated[User, Depends(current_user)]
 AdminUser = Annotated[User, Depends(admin_user)]
+
+
+@dataclass
+class AuthLimits:
+    """The ``auth`` rate limit of the credential endpoints (SPEC "Operations": 10 per minute per
+    client IP *and* per account). The per-IP hit is taken when the dependency runs; the endpoint
+    adds the per-account hit once it knows the email (:meth:`charge_account`). :meth:`headers`
+    gives the ``RateLimit-*`` headers of whichever runs out first."""
+
+    limiter: RateLimiter
+    results: list[RateLimitResult] = field(default_factory=list)
+
+    async def charge_account(self, email: str) -> None:
+        """Count this attempt against the account named by ``email``. Raises: TooManyRequests."""
+        self.results.append(await self.limiter.enforce("auth", "acct:" + normalize_email(email)))
+
+    def headers(self) -> dict[str, str]:
+        """The ``RateLimit-*`` headers of the strictest result so far (empty when limits are off)."""
+        if not self.limiter.enabled or not self.results:
+            return {}
+        return min(self.results, key=lambda r: r.remaining).headers()
+
+
+async def auth_limits(ctx: Ctx, ip: ClientAddress) -> AsyncIterator[AuthLimits]:
+    """Charge the per-IP ``auth`` limit, and put the strictest ``RateLimit-*`` headers on the
+    endpoint's error answers too (a wrong password must show the budget it spent).
+
+    Raises:
+        TooManyRequests: the per-IP budget is spent (429 with ``Retry-After``).
+    """
+    limits = AuthLimits(ctx.limiter)
+    limits.results.append(await ctx.limiter.enforce("auth", ip))
+    try:
+        yield limits
+    except DomainError as exc:
+        exc.headers = {**limits.headers(), **exc.headers}
+        raise
+
+
+AuthRateLimit = Annotated[AuthLimits, Depends(auth_limits, scope="function")]

@@ -1,16 +1,36 @@
-"""SQL for refresh tokens and the access-token denylist."""
+"""SQL for authentication: the caller's user row with its revocation state, refresh tokens, the denylist."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth.models import RefreshToken, RevokedAccessToken
+from taskhub.users.models import User
+
+
+async def get_for_auth(
+    session: AsyncSession, user_id: uuid.UUID, jti: str, session_id: uuid.UUID | None
+) -> tuple[User, bool] | None:
+    """``(user, revoked)`` in one round trip, or None when the user does not exist.
+
+    ``revoked`` is true when ``jti`` is on the denylist or the login family ``session_id`` has a
+    revoked refresh token (logout or reuse detection revoke whole families).
+    """
+    revoked_cond: ColumnElement[bool] = exists().where(RevokedAccessToken.jti == jti)
+    if session_id is not None:
+        family_revoked = exists().where(RefreshToken.family_id == session_id, RefreshToken.revoked_at.is_not(None))
+        revoked_cond = or_(revoked_cond, family_revoked)
+    revoked = revoked_cond.label("revoked")
+    row = (await session.execute(select(User, revoked).where(User.id == user_id))).first()
+    if row is None:
+        return None
+    return row[0], bool(row[1])
 
 
 def add_refresh_token(session: AsyncSession, token: RefreshToken) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth import repository as auth_repo
-from taskhub.auth.cache import AuthCache
+from taskhub.auth.cache import AuthCache, invalidate_after_commit
 from taskhub.auth.errors import AccountDisabled, InvalidCredentials, InvalidRefreshToken, RefreshTokenReused
 from taskhub.auth.models import RefreshToken
 from taskhub.core.denylist import TokenDenylist
@@ -23,7 +23,7 @@ from taskhub.core.errors import Unauthorized
 from taskhub.core.security import AccessClaims, PasswordHasher, TokenCodec, hash_token, new_refresh_token
 from taskhub.core.security import normalize_email as _normalize_email
 from taskhub.core.timeutil import new_id, to_utc, utcnow
-from taskhub.db.session import on_commit
+from taskhub.db.session import Database, on_commit
 from taskhub.users import repository as user_repo
 from taskhub.users.models import User
 
@@ -92,12 +92,15 @@ async def check_credentials(hasher: PasswordHasher, user: User | None, password:
     return user
 
 
-async def refresh(session: AsyncSession, tokens: TokenCodec, *, refresh_token: str, refresh_ttl: int) -> IssuedTokens:
+async def refresh(
+    session: AsyncSession, tokens: TokenCodec, *, refresh_token: str, refresh_ttl: int, auth_cache: AuthCache
+) -> IssuedTokens:
     """Rotate a refresh token: mark it used, issue a new pair in the same family.
 
     Raises:
         InvalidRefreshToken: unknown, expired or revoked token, or the user can no longer log in.
-        RefreshTokenReused: the token was already used; the family is revoked (and committed).
+        RefreshTokenReused: the token was already used; the family is revoked (and committed), which
+            ends its access tokens too (their cached decisions are forgotten).
     """
     now = utcnow()
     stored = await auth_repo.get_refresh_token_for_update(session, hash_token(refresh_token))
@@ -105,6 +108,7 @@ async def refresh(session: AsyncSession, tokens: TokenCodec, *, refresh_token: s
         raise InvalidRefreshToken("The refresh token is not valid.")
     if stored.used_at is not None:
         await auth_repo.revoke_family(session, stored.family_id, now)
+        invalidate_after_commit(session, auth_cache, stored.user_id)
         raise RefreshTokenReused(
             "This refresh token was already used; every session of this login was revoked. Sign in again."
         )
@@ -124,6 +128,7 @@ async def logout(
     *,
     refresh_token: str | None,
     denylist: TokenDenylist,
+    auth_cache: AuthCache,
 ) -> None:
     """Deny the access token's ``jti`` until it expires and revoke its login family (``sid``),
     which ends the family's refresh tokens and every access token issued with it.
@@ -140,6 +145,7 @@ async def logout(
         await denylist.add(claims.jti, claims.exp)
 
     on_commit(session, _share)
+    invalidate_after_commit(session, auth_cache, user.id)
     if refresh_token:
         stored = await auth_repo.get_refresh_token_for_update(session, hash_token(refresh_token))
         if stored is not None and stored.user_id == user.id:
@@ -147,19 +153,20 @@ async def logout(
 
 
 async def authenticate(
-    session: AsyncSession,
+    db: Database,
     tokens: TokenCodec,
     token: str,
     *,
     denylist: TokenDenylist,
-    cache: AuthCache | None = None,
+    cache: AuthCache,
 ) -> tuple[User, AccessClaims]:
     """Verify an access token and load its user.
 
-    The shared denylist answers first (no database work for a revoked token); the database
-    denylist is checked in the same query that loads the user, so a cache outage never lets a
-    revoked token through. With ``cache`` (read requests only), a recent positive decision for
-    the same token is reused under the rules of :mod:`taskhub.auth.cache`.
+    The shared denylist answers first (no database work for a revoked token). A recent positive
+    decision for the same token is reused under the rules of :mod:`taskhub.auth.cache`; otherwise
+    the user is read in a short read-only unit of work of its own (closed before the endpoint
+    runs, so no write transaction or lock includes it), together with the database denylist and
+    the login family's revocation, so a cache outage never lets a revoked token through.
 
     Raises:
         Unauthorized: bad signature/claims, expired, denied ``jti``, unknown or inactive user, or
@@ -168,13 +175,12 @@ async def authenticate(
     claims = tokens.decode(token)
     if await denylist.contains(claims.jti):
         raise Unauthorized("The access token has been revoked.")
-    generation = 0
-    if cache is not None:
-        cached = cache.get(claims.jti)
-        if cached is not None:
-            return cached, claims
-        generation = cache.generation  # before the read: see auth.cache
-    found = await user_repo.get_for_auth(session, claims.sub, claims.jti, claims.sid)
+    cached = cache.get(claims.jti, claims.sub)
+    if cached is not None:
+        return cached, claims
+    generation = cache.generation(claims.sub)  # before the read: see auth.cache
+    async with db.unit_of_work(readonly=True) as session:
+        found = await auth_repo.get_for_auth(session, claims.sub, claims.jti, claims.sid)
     if found is None:
         raise Unauthorized("The access token is no longer valid.")
     user, revoked = found
@@ -182,8 +188,7 @@ async def authenticate(
         raise Unauthorized("The access token has been revoked.")
     if not user.is_active or claims.iat < to_utc(user.tokens_valid_after).timestamp():
         raise Unauthorized("The access token is no longer valid.")
-    if cache is not None:
-        cache.put(claims.jti, user, generation)
+    cache.put(claims.jti, user, generation)
     return user, claims
 
 

@@ -14,9 +14,11 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from taskhub.core.breaker import CircuitBreaker
+
 
 class ResponseCache(Protocol):
-    """What the task list needs from a cache; ``ttl`` in seconds, values are bytes."""
+    """What the task list needs from a cache; values are bytes, kept for the TTL given at construction."""
 
     hits: int
     misses: int
@@ -27,8 +29,8 @@ class ResponseCache(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The cached value, or None (also when the cache is down)."""
 
-    async def set(self, key: str, value: bytes, ttl: int) -> None:
-        """Store ``value`` for ``ttl`` seconds (best effort)."""
+    async def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` for the cache's TTL (best effort)."""
 
     async def invalidate(self, user: str) -> None:
         """Make every cached page of ``user`` unreachable."""
@@ -41,10 +43,12 @@ class MemoryCache:
     """In-process LRU cache with per-entry expiry; correct only within one process.
 
     Args:
-        max_entries: bound on stored pages (least recently used dropped first).
+        ttl: seconds a page lives (> 0). max_entries: bound on stored pages (least recently used
+            dropped first).
     """
 
-    def __init__(self, max_entries: int = 10_000) -> None:
+    def __init__(self, ttl: int, max_entries: int = 10_000) -> None:
+        self.ttl = ttl
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._generations: dict[str, int] = {}
         self._max = max_entries
@@ -65,10 +69,8 @@ class MemoryCache:
         self.hits += 1
         return entry[1]
 
-    async def set(self, key: str, value: bytes, ttl: int) -> None:
-        if ttl <= 0:
-            return
-        self._data[key] = (time.monotonic() + ttl, value)
+    async def set(self, key: str, value: bytes) -> None:
+        self._data[key] = (time.monotonic() + self.ttl, value)
         self._data.move_to_end(key)
         while len(self._data) > self._max:
             self._data.popitem(last=False)
@@ -92,7 +94,7 @@ class NullCache:
     async def get(self, key: str) -> bytes | None:
         return None
 
-    async def set(self, key: str, value: bytes, ttl: int) -> None:
+    async def set(self, key: str, value: bytes) -> None:
         return None
 
     async def invalidate(self, user: str) -> None:
@@ -100,28 +102,6 @@ class NullCache:
 
     async def ping(self) -> bool:
         return True
-
-
-class CircuitBreaker:
-    """Skips calls to a dependency for ``cooldown`` seconds after a failure, so an outage costs
-    one timeout per cooldown instead of one per request."""
-
-    def __init__(self, cooldown: float = 2.0) -> None:
-        self.cooldown = cooldown
-        self._open_until = 0.0
-
-    @property
-    def is_open(self) -> bool:
-        """True while calls should be skipped."""
-        return time.monotonic() < self._open_until
-
-    def trip(self) -> None:
-        """Record a failure: skip calls for ``cooldown`` seconds."""
-        self._open_until = time.monotonic() + self.cooldown
-
-    def reset(self) -> None:
-        """Record a success."""
-        self._open_until = 0.0
 
 
 class RedisCache:
@@ -132,11 +112,12 @@ class RedisCache:
     wrote during an outage does not get pre-outage pages afterwards from this instance).
 
     Args:
-        client: a ``redis.asyncio.Redis``. namespace: key prefix.
+        client: a ``redis.asyncio.Redis``. ttl: seconds a page lives (> 0). namespace: key prefix.
     """
 
-    def __init__(self, client: Redis, *, namespace: str = "taskhub") -> None:
+    def __init__(self, client: Redis, *, ttl: int, namespace: str = "taskhub") -> None:
         self.client = client
+        self.ttl = ttl
         self.ns = namespace
         self.breaker = CircuitBreaker()
         self._pending: set[str] = set()
@@ -186,11 +167,11 @@ class RedisCache:
         self.hits += 1
         return value if isinstance(value, bytes) else value.encode()
 
-    async def set(self, key: str, value: bytes, ttl: int) -> None:
-        if ttl <= 0 or not await self._usable():
+    async def set(self, key: str, value: bytes) -> None:
+        if not await self._usable():
             return
         try:
-            await self.client.set(f"{self.ns}:{key}", value, ex=ttl)
+            await self.client.set(f"{self.ns}:{key}", value, ex=self.ttl)
         except RedisError:
             self.breaker.trip()
 

@@ -14,7 +14,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from taskhub.core.cache import CircuitBreaker
+from taskhub.core.breaker import CircuitBreaker
 
 
 class TokenDenylist(Protocol):

@@ -5,12 +5,13 @@ Pure ASGI (no ``BaseHTTPMiddleware``) so streaming and cost stay low.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskhub.core.errors import problem_response
 
-_FORM_PATHS = frozenset({"/api/v1/auth/token"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -25,16 +26,30 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
 class BodyGuardMiddleware:
     """Reject bodies over ``max_body_bytes`` (413) and non-JSON bodies on JSON endpoints (415).
 
-    ``Content-Length`` is checked up front; chunked bodies are counted while read.
+    Every endpoint under ``api_prefix`` takes JSON, except the paths in ``form_paths``, which take
+    a form and answer a JSON body with 415 and the path's hint. ``Content-Length`` is checked up
+    front; chunked bodies are counted while read.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_prefix: str = "/api/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        api_prefix: str,
+        form_paths: Mapping[str, str] | None = None,
+    ) -> None:
         self.app = app
         self.max = max_body_bytes
         self.api_prefix = api_prefix
+        self.form_paths = dict(form_paths or {})
 
     async def _reject(self, scope: Scope, send: Send, status: int, detail: str) -> None:
         request_id = scope.get("state", {}).get("request_id")
@@ -58,21 +73,14 @@ class BodyGuardMiddleware:
         else:
             length = -1  # chunked or absent
         path: str = scope["path"]
-        if path in _FORM_PATHS and length != 0:
+        if path.startswith(self.api_prefix) and length != 0:
             content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-            if content_type == "application/json" or content_type.endswith("+json"):
-                await self._reject(
-                    scope,
-                    send,
-                    415,
-                    "This endpoint takes an OAuth2 form (application/x-www-form-urlencoded with username "
-                    "and password); JSON clients use POST /api/v1/auth/login.",
-                )
-                return
-        if path.startswith(self.api_prefix) and length != 0 and path not in _FORM_PATHS:
-            content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-            has_body = length > 0 or _header(scope, b"transfer-encoding") is not None
-            if has_body and not (content_type == "application/json" or content_type.endswith("+json")):
+            form_hint = self.form_paths.get(path)
+            if form_hint is not None:
+                if _is_json(content_type):
+                    await self._reject(scope, send, 415, form_hint)
+                    return
+            elif (length > 0 or _header(scope, b"transfer-encoding") is not None) and not _is_json(content_type):
                 await self._reject(scope, send, 415, "Send the body as JSON with Content-Type: application/json.")
                 return
 

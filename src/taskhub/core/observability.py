@@ -11,6 +11,8 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from taskhub.core.errors import problem_response
+
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 access_log = structlog.get_logger("taskhub.access")
 
@@ -53,9 +55,10 @@ class RequestIdMiddleware:
     The id is stored in ``scope["state"]["request_id"]`` for error bodies.
     """
 
-    def __init__(self, app: ASGIApp, *, access_log_enabled: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, access_log_enabled: bool = True, api_prefix: str = "/api/") -> None:
         self.app = app
         self.access_log_enabled = access_log_enabled
+        self.api_prefix = api_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,7 +75,7 @@ class RequestIdMiddleware:
         status_holder = [0]
         start = time.perf_counter()
 
-        is_api = scope["path"].startswith("/api/")
+        is_api = scope["path"].startswith(self.api_prefix)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -93,8 +96,6 @@ class RequestIdMiddleware:
             access_log.error("unhandled_error", path=scope["path"], exc_info=exc)
             if status_holder[0]:
                 raise
-            from taskhub.core.errors import problem_response
-
             response = problem_response(
                 scope["path"],
                 request_id,

@@ -8,12 +8,12 @@ per client IP, ``auth`` 10 per minute per IP and per account on login/register/r
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from limits import RateLimitItem, WindowStats, parse
@@ -22,12 +22,11 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskhub.core.cache import CircuitBreaker
+from taskhub.core.breaker import CircuitBreaker
 from taskhub.core.errors import TooManyRequests, problem_response
+from taskhub.core.network import IPNetwork, client_ip
 
 log = structlog.get_logger("taskhub.ratelimit")
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +74,11 @@ class RateLimiter:
             )
             if not isinstance(storage, Storage):
                 raise ValueError(f"rate-limit storage {storage_url!r} is not an async (async+...) storage")
-            self.storage: Storage = storage
             self._limiter = MovingWindowRateLimiter(storage)
         else:
-            self.storage = self._fallback.storage
             self._limiter = self._fallback
         self.breaker = CircuitBreaker()
         self.enabled = enabled
-        self.rejections = 0
         self._in_flight: dict[tuple[str, str], int] = {}
 
     async def _hit(
@@ -107,8 +103,6 @@ class RateLimiter:
                 log.warning("rate_limit_storage_down", exc_info=True)
         if result is None:
             result = await self._hit(self._fallback, item, scope, key)
-        if not result.allowed:
-            self.rejections += 1
         return result
 
     @asynccontextmanager
@@ -134,7 +128,6 @@ class RateLimiter:
         in_flight = self._in_flight.get((scope, key), 0)
         if stats.remaining - in_flight <= 0:
             reset_after = max(1, math.ceil(stats.reset_time - time.time()))
-            self.rejections += 1
             raise TooManyRequests(
                 f"Rate limit exceeded; retry in {reset_after} s.",
                 headers=RateLimitResult(False, item.amount, 0, reset_after).headers(),
@@ -175,118 +168,65 @@ class RateLimiter:
         return result
 
 
-# Charged per IP before the request. ``/auth/refresh`` is charged per IP only when it fails
-# (see ``auth.router.refresh``): a valid refresh token is a 256-bit secret, and a dashboard
-# restores its session with one refresh per page load.
-AUTH_PATHS = frozenset({"/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/token"})
+class RateLimitState(Protocol):
+    """What :class:`RateLimitMiddleware` reads from the running app (``app.state.ctx``, built in
+    the lifespan): the limiter, and a verifier that names the subject of a valid access token."""
 
+    limiter: RateLimiter
 
-def client_ip(scope: Scope, trusted: Sequence[IPNetwork]) -> str:
-    """The client's IP: the direct peer, or, when the peer is a trusted proxy, the right-most
-    ``X-Forwarded-For`` entry that is not itself a trusted proxy (MDN, "X-Forwarded-For", security).
-    """
-    peer = scope.get("client")
-    peer_ip = peer[0] if peer else "unknown"
-    if not trusted or not _is_trusted(peer_ip, trusted):
-        return str(peer_ip)
-    forwarded: list[str] = []
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            forwarded.extend(p.strip() for p in value.decode("latin-1").split(",") if p.strip())
-    for candidate in reversed(forwarded):
-        if not _is_ip(candidate):
-            break  # garbage in the chain: trust nothing to the left of it
-        if not _is_trusted(candidate, trusted):
-            return candidate
-    return str(peer_ip)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_trusted(ip: str, trusted: Sequence[IPNetwork]) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address in net for net in trusted)
+    def token_subject(self, token: str) -> str | None:
+        """The verified subject of ``token``, or None when it does not verify."""
 
 
 class RateLimitMiddleware:
-    """Apply the ``user``/``anon`` limits to ``/api/`` requests, and ``auth`` per IP on auth paths.
+    """Apply the ``user``/``anon`` limits to requests under ``prefix`` (pure ASGI).
 
     A request with a valid Bearer token counts against its user (key = ``sub``); any other request
-    against its client IP. Every limited response carries the ``RateLimit-*`` headers.
+    against its client IP. Every limited response carries the ``RateLimit-*`` headers, unless the
+    endpoint set stricter ones itself (the ``auth`` limits of the login routes). Preflight
+    ``OPTIONS`` requests never reach this layer when CORS is on (it answers them outside).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        limiter: RateLimiter,
-        peek_subject: Callable[[str], str | None],
-        trusted: Sequence[IPNetwork],
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, trusted: Sequence[IPNetwork], prefix: str = "/api/") -> None:
         self.app = app
-        self.limiter = limiter
-        self.peek_subject = peek_subject
         self.trusted = trusted
+        self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/api/") or not self.limiter.enabled:
+        if scope["type"] != "http" or not path.startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        ip = client_ip(scope, self.trusted)
-        scope.setdefault("state", {})["client_ip"] = ip
+        state: RateLimitState = scope["app"].state.ctx
+        limiter = state.limiter
         subject = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 raw = value.decode("latin-1")
                 if raw[:7].lower() == "bearer ":
-                    subject = self.peek_subject(raw[7:].strip())
+                    subject = state.token_subject(raw[7:].strip())
                 break
-        checks = [("user", subject)] if subject else [("anon", ip)]
-        if path in AUTH_PATHS and scope["method"] == "POST":
-            checks.append(("auth", ip))
-        result: RateLimitResult | None = None
-        for scope_name, key in checks:
-            current = await self.limiter.hit(scope_name, key)
-            if not current.allowed:
-                request_id = scope.get("state", {}).get("request_id")
-                response = problem_response(
-                    path,
-                    request_id,
-                    status=429,
-                    title="Too many requests",
-                    slug="rate-limited",
-                    detail=f"Rate limit exceeded; retry in {max(1, current.reset_after)} s.",
-                    headers=current.headers(),
-                )
-                await response(scope, receive, send)
-                return
-            if result is None or current.remaining < result.remaining:
-                result = current
-        assert result is not None
+        scope_name, key = ("user", subject) if subject else ("anon", client_ip(scope, self.trusted))
+        result = await limiter.hit(scope_name, key)
+        if not result.allowed:
+            request_id = scope.get("state", {}).get("request_id")
+            response = problem_response(
+                path,
+                request_id,
+                status=429,
+                title="Too many requests",
+                slug="rate-limited",
+                detail=f"Rate limit exceeded; retry in {max(1, result.reset_after)} s.",
+                headers=result.headers(),
+            )
+            await response(scope, receive, send)
+            return
         extra = [(k.lower().encode(), v.encode()) for k, v in result.headers().items()]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                # A stricter per-account result set by an endpoint wins (it is what runs out first).
-                inner = scope.get("state", {}).get("ratelimit")
-                headers = extra
-                if isinstance(inner, RateLimitResult) and inner.remaining < result.remaining:
-                    headers = [(k.lower().encode(), v.encode()) for k, v in inner.headers().items()]
                 existing = {k for k, _ in message.get("headers", [])}
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *[(k, v) for k, v in headers if k not in existing],
-                ]
+                message["headers"] = [*message.get("headers", []), *[(k, v) for k, v in extra if k not in existing]]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from anyio import to_thread
@@ -27,6 +27,9 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from taskhub.core.errors import Unauthorized
+
+if TYPE_CHECKING:
+    from taskhub.config import Settings
 
 
 class PasswordHasher:
@@ -40,9 +43,24 @@ class PasswordHasher:
         self._hash = PasswordHash(
             (Argon2Hasher(memory_cost=memory_cost, time_cost=time_cost, parallelism=parallelism),)
         )
+        self._dummy: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PasswordHasher:
+        """The hasher at the configured argon2 cost (``TASKHUB_ARGON2_*``)."""
+        return cls(
+            memory_cost=settings.argon2_memory_cost,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+        )
+
+    async def _dummy_hash(self) -> str:
         # A real hash to verify against when the account does not exist, so that a wrong email
-        # costs the same time as a wrong password (OWASP Authentication Cheat Sheet).
-        self._dummy = self._hash.hash(secrets.token_urlsafe(16))
+        # costs the same time as a wrong password (OWASP Authentication Cheat Sheet). Made on
+        # first use, not at construction: building the hasher must not cost a hash.
+        if self._dummy is None:
+            self._dummy = await to_thread.run_sync(self._hash.hash, secrets.token_urlsafe(16))
+        return self._dummy
 
     async def hash(self, password: str) -> str:
         """Return the PHC-format argon2id hash of ``password``."""
@@ -51,7 +69,7 @@ class PasswordHasher:
     async def verify(self, password: str, hashed: str | None) -> bool:
         """True when ``password`` matches ``hashed``; with ``hashed=None`` burns the same time, False."""
         if hashed is None:
-            await to_thread.run_sync(self._hash.verify, password, self._dummy)
+            await to_thread.run_sync(self._hash.verify, password, await self._dummy_hash())
             return False
         try:
             return await to_thread.run_sync(self._hash.verify, password, hashed)
@@ -195,8 +213,11 @@ class TokenCodec:
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise Unauthorized("The access token is invalid.") from exc
 
-    def peek_subject(self, token: str) -> str | None:
-        """The verified ``sub`` of a valid token, or None; used by the rate limiter to key requests."""
+    def verified_subject(self, token: str) -> str | None:
+        """The ``sub`` (hex) of ``token`` when it verifies (:meth:`decode`), else None.
+
+        Used by the rate limiter to key requests by user; revocation is not checked here.
+        """
         try:
             return self.decode(token).sub.hex
         except Unauthorized:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator
+from sqlalchemy import ColumnElement, DateTime, Dialect, MetaData, TypeDecorator, and_, or_
 from sqlalchemy.orm import DeclarativeBase
 
 from taskhub.core.timeutil import to_utc
@@ -53,3 +53,25 @@ class Base(DeclarativeBase):
 def contains_pattern(text: str) -> str:
     """A LIKE pattern matching ``text`` anywhere, with ``\\``, ``%`` and ``_`` escaped (use ``escape="\\"``)."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def keyset_order(column: Any, id_column: Any, *, descending: bool, nullable: bool = False) -> list[Any]:
+    """``ORDER BY`` for keyset pagination: ``column`` then ``id_column`` as the tie-breaker, both
+    in the same direction; a ``nullable`` column sorts its nulls last in both directions."""
+    primary = column.desc() if descending else column.asc()
+    if nullable:
+        primary = primary.nulls_last()
+    return [primary, id_column.desc() if descending else id_column.asc()]
+
+
+def keyset_after(
+    column: Any, id_column: Any, value: Any, last_id: Any, *, descending: bool, nullable: bool = False
+) -> ColumnElement[bool]:
+    """Rows strictly after ``(value, last_id)`` in the order of :func:`keyset_order`."""
+    beyond_id = id_column < last_id if descending else id_column > last_id
+    if nullable and value is None:
+        return and_(column.is_(None), beyond_id)
+    beyond = column < value if descending else column > value
+    if nullable:
+        return or_(beyond, and_(column == value, beyond_id), column.is_(None))
+    return or_(beyond, and_(column == value, beyond_id))

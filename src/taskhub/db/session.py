@@ -1,9 +1,12 @@
-"""Engines and the unit of work.
+"""Engines and the one unit of work.
 
-One :class:`Database` per process, built in the app's lifespan (no I/O at import). Requests that
-only read (GET/HEAD) use the read engine (a replica when configured); all others use the primary.
-On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the
-busy timeout instead of failing with "database is locked" on lock upgrade.
+One :class:`Database` per process, built in the app's lifespan (no I/O at import). Endpoints ask
+for a read or a write unit of work by name (``ReadSession``/``WriteSession`` in
+:mod:`taskhub.context`); the CLI, housekeeping and workers use :meth:`Database.unit_of_work`
+directly. Reads go to a read engine (a replica when configured, a separate connection pool on
+SQLite), writes to the primary. On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so
+concurrent writers queue on the busy timeout instead of failing with "database is locked" on lock
+upgrade.
 """
 
 from __future__ import annotations
@@ -11,15 +14,15 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
-from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from taskhub.config import Settings
+from taskhub.core.errors import DomainError
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
@@ -61,10 +64,12 @@ def make_engine(url: str, settings: Settings, *, immediate: bool = True) -> Asyn
 
 
 class Database:
-    """The primary engine, optional read engines, and session factories.
+    """The primary engine, optional read engines, and the unit of work over them.
 
     Attributes:
-        primary: engine for writes. readers: engines for reads (the primary when none configured).
+        primary: engine for writes. readers: engines for reads (the primary itself on PostgreSQL
+            without replicas; a second pool on the same file on SQLite, so reads never queue
+            behind ``BEGIN IMMEDIATE``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -83,23 +88,36 @@ class Database:
         self._write_sessions = async_sessionmaker(self.primary, expire_on_commit=False, autoflush=False)
         self._read_sessions = [async_sessionmaker(e, expire_on_commit=False, autoflush=False) for e in self.readers]
 
-    def session(self, *, readonly: bool = False) -> AsyncSession:
-        """A new session on the primary, or on a read engine when ``readonly``."""
+    def _session(self, *, readonly: bool) -> AsyncSession:
         if readonly:
             return random.choice(self._read_sessions)()  # noqa: S311 - load spreading, not security
         return self._write_sessions()
 
     @asynccontextmanager
     async def unit_of_work(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
-        """Yield a session; commit once on success, roll back on any exception."""
-        session = self.session(readonly=readonly)
+        """Yield a session; commit once when the block succeeds, roll back when it raises.
+
+        A :class:`~taskhub.core.errors.DomainError` with ``persist=True`` commits what was written
+        before it and still propagates (refresh-token reuse revokes the family *and* answers 401).
+        Callbacks registered with :func:`on_commit` run after a successful commit only.
+        ``readonly`` picks a read engine; nothing written there is committed to the primary.
+        """
+        session = self._session(readonly=readonly)
         try:
             yield session
-            await session.commit()
-            await run_after_commit(session)
+        except DomainError as exc:
+            if exc.persist:
+                await session.commit()
+                await run_after_commit(session)
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise
+        else:
+            await session.commit()
+            await run_after_commit(session)
         finally:
             await session.close()
 
@@ -129,38 +147,3 @@ async def run_after_commit(session: AsyncSession) -> None:
             await callback()
         except Exception:  # a cache outage must not turn a committed write into an error
             structlog.get_logger("taskhub.db").warning("after_commit_failed", exc_info=True)
-
-
-async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """FastAPI dependency: the request's unit of work.
-
-    GET and HEAD read from a read engine; other methods write to the primary. The commit happens
-    when the endpoint returns and *before* the response is sent (``scope="function"`` in
-    :data:`SessionDep`), so a client never gets a 2xx for a write that did not commit. A
-    :class:`~taskhub.core.errors.DomainError` with ``persist=True`` commits before propagating.
-    """
-    from taskhub.context import get_context
-    from taskhub.core.errors import DomainError
-
-    db = get_context(request).db
-    session = db.session(readonly=request.method in ("GET", "HEAD"))
-    try:
-        yield session
-    except DomainError as exc:
-        if exc.persist:
-            await session.commit()
-            await run_after_commit(session)
-        else:
-            await session.rollback()
-        raise
-    except BaseException:
-        await session.rollback()
-        raise
-    else:
-        await session.commit()
-        await run_after_commit(session)
-    finally:
-        await session.close()
-
-
-SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]

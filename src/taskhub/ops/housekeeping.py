@@ -12,7 +12,8 @@ several instances are harmless (each delete is idempotent).
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -20,29 +21,36 @@ from taskhub.auth import service as auth_service
 from taskhub.config import Settings
 from taskhub.core.timeutil import utcnow
 from taskhub.db.session import Database
-from taskhub.tasks import service as task_service
+from taskhub.tasks import idempotency
 
 log = structlog.get_logger("taskhub.housekeeping")
 
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
 
-async def purge_once(db: Database, settings: Settings) -> dict[str, int]:
-    """Delete expired rows, each kind in its own unit of work; returns rows deleted per kind."""
-    now = utcnow()
+
+async def purge_once(db: Database, settings: Settings, *, now: datetime | None = None) -> dict[str, int]:
+    """Delete rows expired at ``now`` (default: the current time), each kind in its own unit of
+    work; returns rows deleted per kind (``tokens``, ``idempotency_keys``)."""
+    now = now or utcnow()
     async with db.unit_of_work() as session:
         tokens = await auth_service.purge_expired(session, now, access_token_ttl=settings.access_token_ttl)
     async with db.unit_of_work() as session:
-        keys = await task_service.purge_idempotency_keys(
-            session, older_than=now - timedelta(seconds=settings.idempotency_ttl)
-        )
+        keys = await idempotency.purge(session, older_than=now - timedelta(seconds=settings.idempotency_ttl))
     return {"tokens": tokens, "idempotency_keys": keys}
 
 
-async def run_periodically(db: Database, settings: Settings) -> None:
-    """Call :func:`purge_once` every ``settings.purge_interval`` seconds until cancelled."""
+async def run_periodically(
+    db: Database, settings: Settings, *, clock: Clock = utcnow, sleep: Sleep = asyncio.sleep
+) -> None:
+    """Call :func:`purge_once` every ``settings.purge_interval`` seconds until cancelled.
+
+    ``clock`` and ``sleep`` are injectable so tests drive time instead of waiting for it.
+    """
     while True:
-        await asyncio.sleep(settings.purge_interval)
+        await sleep(settings.purge_interval)
         try:
-            deleted = await purge_once(db, settings)
+            deleted = await purge_once(db, settings, now=clock())
             log.info("purged_expired_rows", **deleted)
         except Exception:  # a failed purge is retried next interval; it must not stop the loop
             log.warning("purge_failed", exc_info=True)

@@ -8,23 +8,31 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from taskhub.auth.dependencies import CurrentUser
-from taskhub.core.validators import MAX_PAGE, NoNulStr, UtcDatetime
-from taskhub.db.session import SessionDep
+from taskhub.context import ReadSession, WriteSession
+from taskhub.core.validators import NoNulStr, UtcDatetime
 from taskhub.tasks import service as task_service
 from taskhub.tasks.models import Task
-from taskhub.tasks.schemas import Priority, SortKey, Status, TaskQuery
+from taskhub.tasks.schemas import Priority, SortName, Status, TaskQuery
 
 
-async def owned_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Task:
-    """The caller's task ``task_id``. Raises: TaskNotFound (404) when missing or not theirs."""
+async def readable_task(task_id: uuid.UUID, user: CurrentUser, session: ReadSession) -> Task:
+    """The caller's task ``task_id``, read on a read session. Raises: TaskNotFound (404) when
+    missing or not theirs."""
     return await task_service.get_owned(session, user, task_id)
 
 
-OwnedTask = Annotated[Task, Depends(owned_task)]
+async def writable_task(task_id: uuid.UUID, user: CurrentUser, session: WriteSession) -> Task:
+    """The caller's task ``task_id``, loaded in the request's write unit of work (so the change
+    and its version check happen in that transaction). Raises: TaskNotFound (404)."""
+    return await task_service.get_owned(session, user, task_id)
+
+
+OwnedTask = Annotated[Task, Depends(readable_task)]
+OwnedTaskForWrite = Annotated[Task, Depends(writable_task)]
 
 
 async def task_query(
-    status: Annotated[list[Status] | None, Query(description="Repeatable: ?status=todo&status=done")] = None,
+    status: Annotated[list[Status] | None, Query(description="Repeatable: ?status=todo&status=in_progress")] = None,
     priority: Annotated[list[Priority] | None, Query(description="Repeatable")] = None,
     tag: Annotated[NoNulStr | None, Query(min_length=1, max_length=50)] = None,
     q: Annotated[
@@ -33,12 +41,9 @@ async def task_query(
     due_before: Annotated[UtcDatetime | None, Query(description="RFC 3339 with offset")] = None,
     due_after: Annotated[UtcDatetime | None, Query(description="RFC 3339 with offset")] = None,
     overdue: Annotated[bool | None, Query(description="true: past due and not done")] = None,
-    sort: Annotated[SortKey, Query()] = "-created_at",
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    page: Annotated[int | None, Query(ge=1, le=MAX_PAGE, description="Offset paging; returns total")] = None,
-    cursor: Annotated[str | None, Query(max_length=1000, description="Keyset paging from next_cursor")] = None,
+    sort: Annotated[SortName, Query()] = "-created_at",
 ) -> TaskQuery:
-    """Parse the list query; out-of-range values are 422 (never clamped).
+    """Parse the list filters and sort; out-of-range values are 422 (never clamped).
 
     ``async`` only so that FastAPI calls it on the event loop instead of the thread pool.
     """
@@ -51,9 +56,6 @@ async def task_query(
         due_after=due_after,
         overdue=overdue,
         sort=sort,
-        limit=limit,
-        page=page,
-        cursor=cursor,
     )
 
 

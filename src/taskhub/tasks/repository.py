@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, or_, select, type_coerce
+from sqlalchemy import and_, case, delete, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhub.db.base import contains_pattern
+from taskhub.db.base import contains_pattern, keyset_after, keyset_order
 from taskhub.tasks.models import IdempotencyKey, Task
 from taskhub.tasks.schemas import TaskQuery
 
@@ -81,37 +81,6 @@ def _filters(session: AsyncSession, query: TaskQuery, owner_id: uuid.UUID | None
     return conds
 
 
-def _order(sort: str) -> list[Any]:
-    desc = sort.startswith("-")
-    col = _SORT_COLUMNS[sort.lstrip("-")]
-    if sort.lstrip("-") == "due_date":
-        primary = (col.desc() if desc else col.asc()).nulls_last()
-    else:
-        primary = col.desc() if desc else col.asc()
-    return [primary, Task.id.desc() if desc else Task.id.asc()]
-
-
-def _after(sort: str, value: Any, last_id: uuid.UUID) -> ColumnElement[bool]:
-    """Rows strictly after ``(value, last_id)`` in the order of ``sort`` (keyset pagination)."""
-    desc = sort.startswith("-")
-    name = sort.lstrip("-")
-    col = _SORT_COLUMNS[name]
-    beyond_id = Task.id < last_id if desc else Task.id > last_id
-    if name == "due_date":
-        if value is None:
-            return and_(col.is_(None), beyond_id)
-        beyond = col < value if desc else col > value
-        return or_(beyond, and_(col == value, beyond_id), col.is_(None))
-    beyond = col < value if desc else col > value
-    return or_(beyond, and_(col == value, beyond_id))
-
-
-def sort_value(task: Task, sort: str) -> Any:
-    """The value of ``task`` for the column ``sort`` orders by (for the next cursor)."""
-    name = sort.lstrip("-")
-    return task.priority_rank if name == "priority" else getattr(task, name)
-
-
 async def list_tasks(
     session: AsyncSession,
     query: TaskQuery,
@@ -126,10 +95,12 @@ async def list_tasks(
 
     ``owner_id`` None lists every user's tasks (admin).
     """
+    column = _SORT_COLUMNS[query.sort_key.name]
+    nullable, descending = query.sort_key.nullable, query.descending
     stmt = select(Task).where(*_filters(session, query, owner_id, now))
     if after is not None:
-        stmt = stmt.where(_after(query.sort, after[0], after[1]))
-    stmt = stmt.order_by(*_order(query.sort)).limit(limit)
+        stmt = stmt.where(keyset_after(column, Task.id, *after, descending=descending, nullable=nullable))
+    stmt = stmt.order_by(*keyset_order(column, Task.id, descending=descending, nullable=nullable)).limit(limit)
     if offset:
         stmt = stmt.offset(offset)
     return list((await session.execute(stmt)).scalars())

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from taskhub.core.validators import NoNulStr, UtcDatetime
+from taskhub.core.pagination import Page, SortKey
+from taskhub.core.validators import NoNulStr, UtcDatetime, not_null
 
 Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["low", "medium", "high"]
-SortKey = Literal[
+SortName = Literal[
     "created_at", "-created_at", "updated_at", "-updated_at", "due_date", "-due_date", "priority", "-priority"
 ]
 
@@ -76,12 +77,7 @@ class TaskUpdate(BaseModel):
     due_date: DueDate = None
     tags: Tags | None = None
 
-    @field_validator("title", "description", "status", "priority", "tags")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _not_null = not_null("title", "description", "status", "priority", "tags")
 
 
 class TaskRead(BaseModel):
@@ -103,14 +99,8 @@ class TaskRead(BaseModel):
     version: int
 
 
-class TaskPage(BaseModel):
+class TaskPage(Page[TaskRead]):
     """``GET /tasks``: ``page``/``total`` in offset mode; null with a ``cursor``."""
-
-    items: list[TaskRead]
-    limit: int
-    page: int | None
-    total: int | None
-    next_cursor: str | None
 
 
 class StatusCounts(BaseModel):
@@ -139,8 +129,17 @@ class TaskStats(BaseModel):
     completed_last_7_days: int
 
 
+SORT_KEYS: dict[str, SortKey] = {
+    "created_at": SortKey("created_at", "datetime"),
+    "updated_at": SortKey("updated_at", "datetime"),
+    "due_date": SortKey("due_date", "datetime", nullable=True),
+    "priority": SortKey("priority", "rank", ranks=frozenset({1, 2, 3})),
+}
+"""The sort keys of ``GET /tasks`` (``-`` prefix = descending); priority sorts by its rank 1..3."""
+
+
 class TaskQuery(BaseModel):
-    """Parsed filters, sort and paging of a task list (validated in the router)."""
+    """Parsed filters and sort of a task list (validated in ``tasks.dependencies``)."""
 
     status: list[Status] | None = None
     priority: list[Priority] | None = None
@@ -150,10 +149,17 @@ class TaskQuery(BaseModel):
     due_after: datetime | None = None
     overdue: bool | None = None
     owner_id: uuid.UUID | None = None
-    sort: SortKey = "-created_at"
-    limit: int = 20
-    page: int | None = None
-    cursor: str | None = None
+    sort: SortName = "-created_at"
+
+    @property
+    def sort_key(self) -> SortKey:
+        """The :class:`SortKey` of ``sort``."""
+        return SORT_KEYS[self.sort.lstrip("-")]
+
+    @property
+    def descending(self) -> bool:
+        """True for a ``-``-prefixed sort."""
+        return self.sort.startswith("-")
 
     def cache_key(self) -> str:
         """A stable text form of the query for cache keys."""

@@ -10,50 +10,36 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from taskhub.core.cache import ResponseCache
-from taskhub.core.errors import UnprocessableEntity, field_error
-from taskhub.core.pagination import decode_cursor, encode_cursor
-from taskhub.core.timeutil import new_id, to_utc, utcnow
+from taskhub.core.etag import etag_matches, strong_etag
+from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
+from taskhub.core.timeutil import new_id, utcnow
 from taskhub.db.session import on_commit
-from taskhub.tasks import events
+from taskhub.tasks import events, idempotency
 from taskhub.tasks import repository as task_repo
-from taskhub.tasks.errors import IdempotencyKeyInFlight, IdempotencyKeyReused, TaskNotFound, VersionMismatch
-from taskhub.tasks.models import PRIORITY_RANK, IdempotencyKey, Task
+from taskhub.tasks.errors import TaskNotFound, VersionMismatch
+from taskhub.tasks.models import PRIORITY_RANK, Task
 from taskhub.tasks.schemas import TaskCreate, TaskPage, TaskQuery, TaskRead, TaskStats
 from taskhub.users.models import User
 
 
 def etag(task_version: int) -> str:
     """The strong ETag of a task at ``task_version`` (RFC 9110 section 8.8.3)."""
-    return f'"{task_version}"'
+    return strong_etag(task_version)
 
 
-def etag_matches(header: str, version: int, *, weak: bool = False) -> bool:
-    """True when an ``If-Match``/``If-None-Match`` value lists the current ETag (or is ``*``).
-
-    ``If-Match`` uses the strong comparison (a ``W/`` validator never matches) and
-    ``If-None-Match`` the weak one (``weak=True``), as RFC 9110 sections 13.1.1 and 13.1.2 require.
-    """
-    current = etag(version)
-    for candidate in header.split(","):
-        candidate = candidate.strip()
-        if weak:
-            candidate = candidate.removeprefix("W/")
-        if candidate in ("*", current):
-            return True
-    return False
+def is_not_modified(if_none_match: str | None, task_version: int) -> bool:
+    """True when ``If-None-Match`` lists the task's current ETag (weak comparison, RFC 9110 13.1.2)."""
+    return etag_matches(if_none_match, etag(task_version), weak=True)
 
 
 def _check_if_match(task: Task, if_match: str | None) -> None:
-    if if_match is not None and not etag_matches(if_match, task.version):
+    if if_match is not None and not etag_matches(if_match, etag(task.version), weak=False):
         hint = ""
         stripped = if_match.strip()
         if stripped and not stripped.startswith(('"', "W/", "*")):
@@ -69,10 +55,6 @@ def _invalidate_after_commit(session: AsyncSession, cache: ResponseCache, owner_
         await cache.invalidate(owner_id.hex)
 
     on_commit(session, _invalidate)
-
-
-def _request_hash(data: TaskCreate) -> str:
-    return hashlib.sha256(orjson.dumps(data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,35 +81,11 @@ async def create(
         IdempotencyKeyInFlight: a concurrent request with the same key is still running (409).
     """
     now = utcnow()
-    record: IdempotencyKey | None = None
+    claim: idempotency.Claim | None = None
     if idempotency_key is not None:
-        request_hash = _request_hash(data)
-        stored = await task_repo.get_idempotency_key(session, actor.id, idempotency_key)
-        if stored is not None and to_utc(stored.created_at) > now - timedelta(seconds=idempotency_ttl):
-            if stored.request_hash != request_hash:
-                raise IdempotencyKeyReused(
-                    "This Idempotency-Key was already used with a different request body.",
-                    errors=[field_error(["header", "Idempotency-Key"], "key reused with a different body")],
-                )
-            return CreateResult(TaskRead.model_validate(stored.response), replayed=True)
-        if stored is not None:
-            await task_repo.delete_idempotency_key(session, stored)
-            await session.flush()
-        record = IdempotencyKey(
-            user_id=actor.id,
-            key=idempotency_key,
-            request_hash=request_hash,
-            status_code=201,
-            response={},
-            created_at=now,
-        )
-        task_repo.add_idempotency_key(session, record)
-        try:
-            await session.flush()
-        except IntegrityError as exc:
-            raise IdempotencyKeyInFlight(
-                "Another request with this Idempotency-Key is in progress; retry shortly."
-            ) from exc
+        claim = await idempotency.claim(session, actor.id, idempotency_key, data, ttl=idempotency_ttl, now=now)
+        if claim.replay is not None:
+            return CreateResult(TaskRead.model_validate(claim.replay), replayed=True)
 
     # Every column is set here (id and the first version included), so the task, its outbox event
     # and the idempotency record go to the database in one flush instead of two.
@@ -149,8 +107,8 @@ async def create(
     task_repo.add(session, task)
     events.record(session, events.TASK_CREATED, task, events.snapshot(task), now)
     read = TaskRead.model_validate(task)
-    if record is not None:
-        record.response = read.model_dump(mode="json")
+    if claim is not None:
+        claim.complete(read.model_dump(mode="json"))
     await session.flush()
     _invalidate_after_commit(session, cache, actor.id)
     return CreateResult(read, replayed=False)
@@ -241,64 +199,30 @@ async def delete(
     _invalidate_after_commit(session, cache, task.owner_id)
 
 
-def _validate_query(query: TaskQuery) -> None:
-    if query.page is not None and query.cursor is not None:
-        raise UnprocessableEntity(
-            "Use either page or cursor, not both.",
-            errors=[field_error(["query", "cursor"], "cannot be combined with page")],
-        )
+def _cursor_after(task: Task, query: TaskQuery) -> str:
+    name = query.sort_key.name
+    value = task.priority_rank if name == "priority" else getattr(task, name)
+    return encode_cursor(query.sort, query.sort_key, value, task.id)
 
 
-def _decode_after(query: TaskQuery) -> tuple[Any, uuid.UUID] | None:
-    if query.cursor is None:
-        return None
-    key = decode_cursor(query.cursor, query.sort)
-    try:
-        last_id = uuid.UUID(str(key["id"]))
-        raw = key.get("v")
-        name = query.sort.lstrip("-")
-        value: Any
-        if name == "priority":
-            value = int(raw) if raw is not None else None
-            if value not in (1, 2, 3):
-                raise ValueError("priority cursor needs a rank of 1..3")
-        elif raw is None:
-            if name != "due_date":
-                raise ValueError("cursor needs a value")
-            value = None
-        else:
-            value = to_utc(datetime.fromisoformat(str(raw)))
-    except (KeyError, ValueError, TypeError, OverflowError) as exc:
-        raise UnprocessableEntity(
-            "The cursor is not valid.", errors=[field_error(["query", "cursor"], "invalid cursor")]
-        ) from exc
-    return value, last_id
-
-
-def _cursor_for(task: Task, sort: str) -> str:
-    value = task_repo.sort_value(task, sort)
-    if isinstance(value, datetime):
-        value = to_utc(value).isoformat()
-    return encode_cursor(sort, {"v": value, "id": str(task.id)})
-
-
-async def list_page(session: AsyncSession, query: TaskQuery, *, owner_id: uuid.UUID | None) -> TaskPage:
+async def list_page(
+    session: AsyncSession, query: TaskQuery, paging: PageParams, *, owner_id: uuid.UUID | None
+) -> TaskPage:
     """One page of tasks: offset mode (``page``, with ``total``) or keyset mode (``cursor``).
 
-    ``owner_id`` None lists every user's tasks (admin). Raises: UnprocessableEntity (bad cursor,
-    page and cursor together).
+    ``owner_id`` None lists every user's tasks (admin). Raises: UnprocessableEntity (bad cursor).
     """
-    _validate_query(query)
     now = utcnow()
-    limit = query.limit
-    after = _decode_after(query)
-    if after is not None:
+    limit = paging.limit
+    page = paging.offset_page
+    total: int | None = None
+    if page is None:
+        assert paging.cursor is not None
+        after = decode_cursor(paging.cursor, query.sort, query.sort_key)
         rows: Sequence[Task] = await task_repo.list_tasks(
             session, query, owner_id=owner_id, now=now, offset=None, after=after, limit=limit + 1
         )
-        page, total = None, None
     else:
-        page = query.page or 1
         rows = await task_repo.list_tasks(
             session, query, owner_id=owner_id, now=now, offset=(page - 1) * limit, after=None, limit=limit + 1
         )
@@ -308,18 +232,17 @@ async def list_page(session: AsyncSession, query: TaskQuery, *, owner_id: uuid.U
             total = await task_repo.count_tasks(session, query, owner_id=owner_id, now=now)
     has_more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = _cursor_for(rows[-1], query.sort) if has_more and rows else None
     return TaskPage(
         items=[TaskRead.model_validate(t) for t in rows],
         limit=limit,
         page=page,
         total=total,
-        next_cursor=next_cursor,
+        next_cursor=_cursor_after(rows[-1], query) if has_more and rows else None,
     )
 
 
 async def list_page_json(
-    session: AsyncSession, actor: User, query: TaskQuery, *, cache: ResponseCache, ttl: int
+    session: AsyncSession, actor: User, query: TaskQuery, paging: PageParams, *, cache: ResponseCache
 ) -> tuple[bytes, bool]:
     """The caller's page as JSON bytes, from the per-user cache when fresh; ``(body, cache_hit)``.
 
@@ -328,18 +251,17 @@ async def list_page_json(
     """
     user_key = actor.id.hex
     # `overdue` depends on the clock, not only on writes: such pages are never cached.
-    cacheable = ttl > 0 and query.overdue is None
-    generation = await cache.generation(user_key) if cacheable else None
+    generation = await cache.generation(user_key) if query.overdue is None else None
     key = None
     if generation is not None:
-        digest = hashlib.sha256(query.cache_key().encode()).hexdigest()[:32]
-        key = f"tasks:list:{user_key}:{generation}:{digest}"
+        digest = hashlib.sha256(f"{query.cache_key()}|{paging.limit}|{paging.page}|{paging.cursor}".encode())
+        key = f"tasks:list:{user_key}:{generation}:{digest.hexdigest()[:32]}"
         cached = await cache.get(key)
         if cached is not None:
             return cached, True
-    body = (await list_page(session, query, owner_id=actor.id)).model_dump_json().encode()
+    body = (await list_page(session, query, paging, owner_id=actor.id)).model_dump_json().encode()
     if key is not None:
-        await cache.set(key, body, ttl)
+        await cache.set(key, body)
     return body, False
 
 
@@ -355,8 +277,3 @@ async def stats(session: AsyncSession, actor: User) -> TaskStats:
             "completed_last_7_days": counts["completed_last_7_days"],
         }
     )
-
-
-async def purge_idempotency_keys(session: AsyncSession, *, older_than: datetime) -> int:
-    """Delete idempotency records created before ``older_than``; returns rows deleted."""
-    return await task_repo.purge_idempotency_keys(session, older_than)

@@ -6,11 +6,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhub.auth.models import RefreshToken, RevokedAccessToken
-from taskhub.db.base import contains_pattern
+from taskhub.db.base import contains_pattern, keyset_after, keyset_order
 from taskhub.users.models import User
 
 
@@ -19,29 +18,16 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
+async def get_for_update(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The user with ``user_id``, row-locked (``FOR UPDATE`` on PostgreSQL) for a change, or None."""
+    stmt = select(User).where(User.id == user_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def get_by_email(session: AsyncSession, email_normalized: str) -> User | None:
     """The user whose normalized email is ``email_normalized``, or None."""
     result = await session.execute(select(User).where(User.email_normalized == email_normalized))
     return result.scalar_one_or_none()
-
-
-async def get_for_auth(
-    session: AsyncSession, user_id: uuid.UUID, jti: str, session_id: uuid.UUID | None
-) -> tuple[User, bool] | None:
-    """``(user, revoked)`` in one round trip, or None when the user does not exist.
-
-    ``revoked`` is true when ``jti`` is on the denylist or the login family ``session_id`` has a
-    revoked refresh token (logout or reuse detection revoke whole families).
-    """
-    revoked_cond: ColumnElement[bool] = exists().where(RevokedAccessToken.jti == jti)
-    if session_id is not None:
-        family_revoked = exists().where(RefreshToken.family_id == session_id, RefreshToken.revoked_at.is_not(None))
-        revoked_cond = or_(revoked_cond, family_revoked)
-    revoked = revoked_cond.label("revoked")
-    row = (await session.execute(select(User, revoked).where(User.id == user_id))).first()
-    if row is None:
-        return None
-    return row[0], bool(row[1])
 
 
 def add(session: AsyncSession, user: User) -> None:
@@ -73,9 +59,8 @@ async def list_users(
     """Users newest first (``created_at`` desc, ``id`` desc), by offset or after a keyset position."""
     stmt = select(User).where(*_user_filters(q))
     if after is not None:
-        created, last_id = after
-        stmt = stmt.where(or_(User.created_at < created, and_(User.created_at == created, User.id < last_id)))
-    stmt = stmt.order_by(User.created_at.desc(), User.id.desc()).limit(limit)
+        stmt = stmt.where(keyset_after(User.created_at, User.id, *after, descending=True))
+    stmt = stmt.order_by(*keyset_order(User.created_at, User.id, descending=True)).limit(limit)
     if offset:
         stmt = stmt.offset(offset)
     return list((await session.execute(stmt)).scalars())

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from taskhub.auth.dependencies import CurrentUser
-from taskhub.context import Ctx
+from taskhub.context import Ctx, WriteSession
 from taskhub.core.responses import model_response
-from taskhub.db.session import SessionDep
 from taskhub.users import service as user_service
 from taskhub.users.schemas import AccountDelete, PasswordChange, UserRead, UserUpdate
 
@@ -21,7 +20,7 @@ async def read_me(user: CurrentUser) -> Response:
 
 
 @router.patch("/me", response_model=UserRead)
-async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+async def update_me(body: UserUpdate, user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
     """Change name and/or email (an email change needs ``current_password``)."""
     updated = await user_service.update_profile(
         session,
@@ -30,21 +29,29 @@ async def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep, ct
         name=body.name,
         email=body.email,
         current_password=body.current_password,
+        auth_cache=ctx.auth_cache,
     )
     return model_response(UserRead.model_validate(updated))
 
 
 @router.post("/me/password", status_code=204)
-async def change_password(body: PasswordChange, user: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+async def change_password(body: PasswordChange, user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
     """Change the password; every token issued before stops working."""
     await user_service.change_password(
-        session, ctx.hasher, user, current_password=body.current_password, new_password=body.new_password
+        session,
+        ctx.hasher,
+        user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        auth_cache=ctx.auth_cache,
     )
     return Response(status_code=204)
 
 
 @router.delete("/me", status_code=204)
-async def delete_me(body: AccountDelete, user: CurrentUser, session: SessionDep, ctx: Ctx) -> Response:
+async def delete_me(body: AccountDelete, user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
     """Delete the account and all of its tasks."""
-    await user_service.delete_account(session, ctx.hasher, user, current_password=body.current_password)
+    await user_service.delete_account(
+        session, ctx.hasher, user, current_password=body.current_password, auth_cache=ctx.auth_cache
+    )
     return Response(status_code=204)

@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from taskhub.core.pagination import Page, SortKey
 from taskhub.core.security import normalize_email
-from taskhub.core.validators import NoNulStr
+from taskhub.core.validators import NoNulStr, not_null
 
 
 def _check_email(value: str) -> str:
@@ -64,12 +65,7 @@ class UserUpdate(StrictModel):
     email: Email | None = None
     current_password: Password | None = None
 
-    @field_validator("name", "email")
-    @classmethod
-    def _not_null(cls, value: str | None) -> str | None:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
+    _not_null = not_null("name", "email")
 
 
 class PasswordChange(StrictModel):
@@ -85,11 +81,10 @@ class AccountDelete(StrictModel):
     current_password: Password
 
 
-class UserPage(BaseModel):
+class UserPage(Page[UserRead]):
     """A page of users (admin list), shaped like the task page."""
 
-    items: list[UserRead]
-    limit: int
-    page: int | None
-    total: int | None
-    next_cursor: str | None
+
+USER_SORT = "-created_at"
+"""The one order of the admin user list: newest first, ties by id."""
+USER_SORT_KEY = SortKey("created_at", "datetime")

@@ -6,18 +6,20 @@ Services flush, never commit: the caller's unit of work commits once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhub.auth.cache import AuthCache, invalidate_after_commit
 from taskhub.core.errors import UnprocessableEntity, field_error
+from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
 from taskhub.core.security import PasswordHasher, normalize_email, password_problem
 from taskhub.core.timeutil import utcnow
 from taskhub.users import repository as user_repo
 from taskhub.users.errors import EmailTaken, LastAdmin, UserNotFound, WrongPassword
 from taskhub.users.models import User
+from taskhub.users.schemas import USER_SORT, USER_SORT_KEY, UserPage, UserRead
 
 
 def token_cutoff(now: datetime | None = None) -> datetime:
@@ -90,14 +92,24 @@ async def _require_password(hasher: PasswordHasher, user: User, password: str | 
         raise WrongPassword("The current password is incorrect.")
 
 
+async def _load_self(session: AsyncSession, actor: User) -> User:
+    """The caller's own row, loaded (and locked) in this unit of work: ``actor`` comes from
+    authentication and belongs to no session. Raises: UserNotFound (deleted meanwhile)."""
+    user = await user_repo.get_for_update(session, actor.id)
+    if user is None:
+        raise UserNotFound(f"No user with id {actor.id}.")
+    return user
+
+
 async def update_profile(
     session: AsyncSession,
     hasher: PasswordHasher,
-    user: User,
+    actor: User,
     *,
     name: str | None,
     email: str | None,
     current_password: str | None,
+    auth_cache: AuthCache,
 ) -> User:
     """Change ``name`` and/or ``email``; a new email needs the current password.
 
@@ -105,6 +117,7 @@ async def update_profile(
         UnprocessableEntity: email change without ``current_password``. WrongPassword: it is wrong.
         EmailTaken: the new email belongs to another account.
     """
+    user = await _load_self(session, actor)
     changed = False
     if email is not None and email != user.email:
         await _require_password(hasher, user, current_password, "current_password")
@@ -124,17 +137,25 @@ async def update_profile(
             await session.flush()
         except IntegrityError as exc:
             raise EmailTaken(f"An account with the email {email!r} already exists.") from exc
+        invalidate_after_commit(session, auth_cache, user.id)  # cached decisions hold the old profile
     return user
 
 
 async def change_password(
-    session: AsyncSession, hasher: PasswordHasher, user: User, *, current_password: str, new_password: str
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    actor: User,
+    *,
+    current_password: str,
+    new_password: str,
+    auth_cache: AuthCache,
 ) -> None:
     """Set a new password and invalidate every token issued before (``tokens_valid_after``).
 
     Raises:
         WrongPassword: ``current_password`` is wrong. UnprocessableEntity: the new one breaks the rules.
     """
+    user = await _load_self(session, actor)
     await _require_password(hasher, user, current_password, "current_password")
     check_password(new_password, user.email, field="new_password")
     now = utcnow()
@@ -142,6 +163,7 @@ async def change_password(
     user.tokens_valid_after = token_cutoff(now)
     user.updated_at = now
     await session.flush()
+    invalidate_after_commit(session, auth_cache, user.id)
 
 
 async def _ensure_not_last_admin(session: AsyncSession, user: User) -> None:
@@ -152,15 +174,19 @@ async def _ensure_not_last_admin(session: AsyncSession, user: User) -> None:
         raise LastAdmin("The last active admin cannot be demoted, deactivated or deleted.")
 
 
-async def delete_account(session: AsyncSession, hasher: PasswordHasher, user: User, *, current_password: str) -> None:
+async def delete_account(
+    session: AsyncSession, hasher: PasswordHasher, actor: User, *, current_password: str, auth_cache: AuthCache
+) -> None:
     """Delete the caller's account and all of its tasks.
 
     Raises:
         WrongPassword: the password is wrong. LastAdmin: the caller is the last active admin.
     """
+    user = await _load_self(session, actor)
     await _require_password(hasher, user, current_password, "current_password")
     await _ensure_not_last_admin(session, user)
     await user_repo.delete_user(session, user)
+    invalidate_after_commit(session, auth_cache, user.id)
 
 
 async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -172,7 +198,13 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
 
 
 async def admin_update(
-    session: AsyncSession, actor: User, target: User, *, role: str | None, is_active: bool | None
+    session: AsyncSession,
+    actor: User,
+    target: User,
+    *,
+    role: str | None,
+    is_active: bool | None,
+    auth_cache: AuthCache,
 ) -> User:
     """Change a user's ``role`` and/or ``is_active``; deactivation invalidates their tokens.
 
@@ -196,31 +228,42 @@ async def admin_update(
     if changed:
         target.updated_at = now
         await session.flush()
+        invalidate_after_commit(session, auth_cache, target.id)
     return target
 
 
-async def admin_delete(session: AsyncSession, actor: User, target: User) -> None:
+async def admin_delete(session: AsyncSession, actor: User, target: User, *, auth_cache: AuthCache) -> None:
     """Delete any user and their tasks. Raises: LastAdmin."""
     await _ensure_not_last_admin(session, target)
     await user_repo.delete_user(session, target)
+    invalidate_after_commit(session, auth_cache, target.id)
 
 
-async def list_users(
-    session: AsyncSession,
-    *,
-    q: str | None,
-    limit: int,
-    page: int | None,
-    after: tuple[datetime, uuid.UUID] | None,
-) -> tuple[Sequence[User], int | None, bool]:
-    """``(users, total, has_more)``: a page of ``limit`` users newest first, matching ``q``.
+async def list_users(session: AsyncSession, *, q: str | None, paging: PageParams) -> UserPage:
+    """A page of users newest first (ties by id) whose email or name contains ``q``.
 
-    Offset mode when ``page`` is given (``total`` counted), keyset mode after ``after`` (``total`` None).
+    Offset mode counts ``total``; keyset mode (``paging.cursor``) does not.
+    Raises: UnprocessableEntity (a bad cursor).
     """
+    page = paging.offset_page
     total = None
     offset = None
-    if after is None:
+    after = None
+    if page is None:
+        assert paging.cursor is not None
+        after = decode_cursor(paging.cursor, USER_SORT, USER_SORT_KEY)
+    else:
         total = await user_repo.count_users(session, q=q)
-        offset = ((page or 1) - 1) * limit
-    rows = await user_repo.list_users(session, q=q, limit=limit + 1, offset=offset, after=after)
-    return rows[:limit], total, len(rows) > limit
+        offset = (page - 1) * paging.limit
+    rows = await user_repo.list_users(session, q=q, limit=paging.limit + 1, offset=offset, after=after)
+    users = rows[: paging.limit]
+    has_more = len(rows) > paging.limit
+    return UserPage(
+        items=[UserRead.model_validate(u) for u in users],
+        limit=paging.limit,
+        page=page,
+        total=total,
+        next_cursor=(
+            encode_cursor(USER_SORT, USER_SORT_KEY, users[-1].created_at, users[-1].id) if has_more and users else None
+        ),
+    )

@@ -16,6 +16,8 @@ from pathlib import Path
 from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
+from taskhub.core.etag import etag_matches
+
 router = APIRouter(include_in_schema=False)
 
 CSP = (
@@ -42,13 +44,6 @@ def _load(path: Path, mtime_ns: int, size: int) -> tuple[bytes, str]:
     return body, 'W/"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    wanted = etag.removeprefix("W/")
-    return any(c.strip() == "*" or c.strip().removeprefix("W/") == wanted for c in header.split(","))
-
-
 def _serve(relative: str, request: Request) -> Response:
     root = _static_root()
     path = (root / relative).resolve()
@@ -62,7 +57,7 @@ def _serve(relative: str, request: Request) -> Response:
     headers = dict(SECURITY_HEADERS)
     headers["Cache-Control"] = "no-cache"
     headers["ETag"] = etag
-    if _etag_matches(request.headers.get("if-none-match"), etag):
+    if etag_matches(request.headers.get("if-none-match"), etag, weak=True):
         return Response(status_code=304, headers=headers)
     return Response(body, media_type=media_type, headers=headers)
 
