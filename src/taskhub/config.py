@@ -37,7 +37,6 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0)
     database_pool_timeout: float = Field(default=10.0, gt=0)  # seconds to wait for a free connection
     redis_url: str | None = None
-    broker_url: str | None = None
     jwt_secret: str | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     jwt_issuer: str = "taskhub"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from sqlalchemy import func, select
 
 from taskhub.auth.models import RefreshToken, RevokedAccessToken
 from taskhub.config import Settings
-from taskhub.ops.housekeeping import purge_once
+from taskhub.core.timeutil import utcnow
+from taskhub.ops.housekeeping import purge_once, run_periodically
 from taskhub.tasks.models import IdempotencyKey
 from tests.conftest import Api, client_for
 from tests.helpers import ctx_of
@@ -27,26 +29,53 @@ async def _count(app: Any, model: Any) -> int:
 async def test_purge_deletes_only_expired_rows(
     app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
 ) -> None:
-    settings = settings_factory(access_token_ttl=1, refresh_token_ttl=1, idempotency_ttl=1, purge_interval=0)
+    """Time is injected (``purge_once(now=...)``), not waited for."""
+    settings = settings_factory(access_token_ttl=60, refresh_token_ttl=120, idempotency_ttl=60, purge_interval=0)
     app = await app_factory(settings)
+    start = utcnow()
     async with client_for(app) as client:
         api = Api(client)
-        old = await api.user("old@x.io")
+        old = await api.user("old@x.io")  # one refresh token, expiring at start + 120 s
         await client.post("/api/v1/tasks", json={"title": "t"}, headers={**old, "Idempotency-Key": "k1"})
         assert (await client.post("/api/v1/auth/logout", headers=old)).status_code == 204
-        await asyncio.sleep(2.2)
-        fresh = await api.login("old@x.io")  # a live refresh token that must survive
         assert await _count(app, RevokedAccessToken) == 1
         assert await _count(app, IdempotencyKey) == 1
-        deleted = await purge_once(ctx_of(app).db, settings)
-        assert deleted["idempotency_keys"] == 1
-        assert deleted["tokens"] == 2  # the expired denylist entry and the first login's refresh token
-        # (refresh tokens are kept one access-token lifetime past expiry: 1 s here)
+        assert await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=30)) == {
+            "tokens": 0,
+            "idempotency_keys": 0,
+        }
+        # +100 s: the denylist entry (token expired at +60) and the idempotency record (TTL 60) go;
+        # the refresh token (expires at +120, kept one access lifetime longer) stays.
+        deleted = await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=100))
+        assert deleted == {"tokens": 1, "idempotency_keys": 1}
         assert await _count(app, RevokedAccessToken) == 0
         assert await _count(app, IdempotencyKey) == 0
         assert await _count(app, RefreshToken) == 1
-        r = await client.post("/api/v1/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
-        assert r.status_code == 200
+        deleted = await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=185))
+        assert deleted == {"tokens": 1, "idempotency_keys": 0}
+        assert await _count(app, RefreshToken) == 0
+
+
+async def test_the_periodic_purge_runs_on_its_interval_with_its_clock(
+    app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(idempotency_ttl=60, purge_interval=3600)
+    app = await app_factory(settings.model_copy(update={"purge_interval": 0}))
+    async with client_for(app) as client:
+        h = await Api(client).user("periodic@x.io")
+        await client.post("/api/v1/tasks", json={"title": "t"}, headers={**h, "Idempotency-Key": "k"})
+    slept: list[float] = []
+    later = utcnow() + timedelta(hours=2)
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) == 2:
+            raise asyncio.CancelledError  # stop after one full round
+
+    with pytest.raises(asyncio.CancelledError):
+        await run_periodically(ctx_of(app).db, settings, clock=lambda: later, sleep=fake_sleep)
+    assert slept == [3600, 3600]
+    assert await _count(app, IdempotencyKey) == 0
 
 
 async def test_revoked_family_outlives_its_refresh_tokens_expiry(
