@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -25,8 +26,20 @@ from taskhub.config import Settings
 from taskhub.core.errors import DomainError
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# orjson instead of the stdlib for JSON columns (tags, outbox payloads): decoding was ~5% of a
+# list request's CPU (bench/RESULTS.md, profiles).
+_JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+# Read engines run every statement in autocommit: a single-statement read needs no BEGIN and no
+# COMMIT round trip, and nothing is left to roll back when the connection returns to the pool.
+_READ_ONLY = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None, "skip_autocommit_rollback": True}
+
+
+def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False) -> AsyncEngine:
+    engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON, **(_READ_ONLY if readonly else {}))
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -38,16 +51,20 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if not readonly:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
 
-def _postgres_engine(url: str, settings: Settings) -> AsyncEngine:
+def _postgres_engine(url: str, settings: Settings, *, readonly: bool = False) -> AsyncEngine:
     return create_async_engine(
         url,
+        **_JSON,
+        **(_READ_ONLY if readonly else {}),
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout,
@@ -57,19 +74,28 @@ def _postgres_engine(url: str, settings: Settings) -> AsyncEngine:
 
 
 def make_engine(url: str, settings: Settings, *, immediate: bool = True) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, foreign keys and a 30 s busy timeout."""
+    """An async engine for ``url``; SQLite gets WAL, foreign keys and a 30 s busy timeout, and
+    transactions that start with ``BEGIN IMMEDIATE`` (or plain ``BEGIN`` without ``immediate``)."""
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url, immediate=immediate)
     return _postgres_engine(url, settings)
+
+
+def make_read_engine(url: str, settings: Settings) -> AsyncEngine:
+    """An engine for reads only: autocommit (each statement sees the latest committed data, no
+    BEGIN/COMMIT round trips); on SQLite a pool of its own, so reads never wait for the writer."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url, immediate=False, readonly=True)
+    return _postgres_engine(url, settings, readonly=True)
 
 
 class Database:
     """The primary engine, optional read engines, and the unit of work over them.
 
     Attributes:
-        primary: engine for writes. readers: engines for reads (the primary itself on PostgreSQL
-            without replicas; a second pool on the same file on SQLite, so reads never queue
-            behind ``BEGIN IMMEDIATE``).
+        primary: engine for writes. readers: autocommit engines for reads, one per replica, or
+            one on the primary's database without replicas (on SQLite a second pool on the same
+            file, so reads never queue behind ``BEGIN IMMEDIATE``).
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -80,11 +106,13 @@ class Database:
         self.dialect = make_url(url).get_backend_name()
         self.primary = make_engine(url, settings, immediate=True)
         if settings.database_replica_urls:
-            self.readers = [make_engine(u, settings) for u in settings.database_replica_urls]
+            self.readers = [make_read_engine(u, settings) for u in settings.database_replica_urls]
         elif self.dialect == "sqlite":
-            self.readers = [make_engine(url, settings, immediate=False)]
+            self.readers = [make_read_engine(url, settings)]
         else:
-            self.readers = [self.primary]
+            # The primary's own pool in autocommit mode (one pool per process, not two; on asyncpg
+            # the isolation level is client-side, so switching it costs no round trip).
+            self.readers = [self.primary.execution_options(isolation_level="AUTOCOMMIT")]
         self._write_sessions = async_sessionmaker(self.primary, expire_on_commit=False, autoflush=False)
         self._read_sessions = [async_sessionmaker(e, expire_on_commit=False, autoflush=False) for e in self.readers]
 
@@ -123,7 +151,7 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
-        engines = {id(e): e for e in [self.primary, *self.readers]}
+        engines = {id(e.sync_engine.pool): e for e in [self.primary, *self.readers]}
         for engine in engines.values():
             await engine.dispose()
 
