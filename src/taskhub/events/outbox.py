@@ -12,8 +12,7 @@ from taskhub.core.timeutil import new_id
 from taskhub.events.models import OutboxEvent
 
 
-def record(
-    session: AsyncSession,
+def event_values(
     *,
     type: str,
     aggregate_id: uuid.UUID,
@@ -21,8 +20,9 @@ def record(
     version: int,
     changes: dict[str, Any],
     occurred_at: datetime,
-) -> OutboxEvent:
-    """Add one event to the session (committed with the change, or not at all).
+) -> dict[str, Any]:
+    """The column values of one outbox row (``event_id``, ``type``, ``aggregate_id``, ``owner_id``,
+    ``payload``, ``created_at``), for a repository to insert with the change it describes.
 
     The payload is ``{event_id, type, occurred_at, task_id, owner_id, version, changes}``
     (SPEC "Events"); ``changes`` maps field name to ``[old, new]`` (JSON values).
@@ -37,6 +37,19 @@ def record(
         "version": version,
         "changes": changes,
     }
-    event = OutboxEvent(event_id=event_id, type=type, aggregate_id=aggregate_id, owner_id=owner_id, payload=payload)
-    session.add(event)
-    return event
+    return {
+        "event_id": event_id,
+        "type": type,
+        "aggregate_id": aggregate_id,
+        "owner_id": owner_id,
+        "payload": payload,
+        "created_at": occurred_at,
+    }
+
+
+def record(session: AsyncSession, **event: Any) -> OutboxEvent:
+    """Add one event (the keyword arguments of :func:`event_values`) to the session: committed
+    with the change, or not at all."""
+    row = OutboxEvent(**event_values(**event))
+    session.add(row)
+    return row

@@ -12,13 +12,13 @@ from taskhub.context import ReadSession, WriteSession
 from taskhub.core.validators import NoNulStr, UtcDatetime
 from taskhub.tasks import service as task_service
 from taskhub.tasks.models import Task
-from taskhub.tasks.schemas import Priority, SortName, Status, TaskQuery
+from taskhub.tasks.schemas import Priority, SortName, Status, TaskQuery, TaskRead
 
 
-async def readable_task(task_id: uuid.UUID, user: CurrentUser, session: ReadSession) -> Task:
-    """The caller's task ``task_id``, read on a read session. Raises: TaskNotFound (404) when
-    missing or not theirs."""
-    return await task_service.get_owned(session, user, task_id)
+async def readable_task(task_id: uuid.UUID, user: CurrentUser, session: ReadSession) -> TaskRead:
+    """The caller's task ``task_id`` as clients see it, read on a read session.
+    Raises: TaskNotFound (404) when missing or not theirs."""
+    return await task_service.read_owned(session, user, task_id)
 
 
 async def writable_task(task_id: uuid.UUID, user: CurrentUser, session: WriteSession) -> Task:
@@ -27,7 +27,7 @@ async def writable_task(task_id: uuid.UUID, user: CurrentUser, session: WriteSes
     return await task_service.get_owned(session, user, task_id)
 
 
-OwnedTask = Annotated[Task, Depends(readable_task)]
+OwnedTask = Annotated[TaskRead, Depends(readable_task)]
 OwnedTaskForWrite = Annotated[Task, Depends(writable_task)]
 
 

@@ -34,6 +34,19 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
     return {k: [before[k], after[k]] for k in FIELDS if before[k] != after[k]}
 
 
+def created(task: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """The outbox row of the ``task.created`` event of ``task`` (its column values, about to be
+    inserted); ``changes`` holds the editable fields as created."""
+    return outbox.event_values(
+        type=TASK_CREATED,
+        aggregate_id=task["id"],
+        owner_id=task["owner_id"],
+        version=task["version"],
+        changes={name: _json(task[name]) for name in FIELDS},
+        occurred_at=at,
+    )
+
+
 def record(session: AsyncSession, type_: str, task: Task, changes: dict[str, Any], at: datetime) -> None:
     """Write one task event to the outbox in the caller's unit of work."""
     outbox.record(

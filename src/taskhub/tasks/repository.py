@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, type_coerce
+from sqlalchemy import RowMapping, Table, and_, case, delete, exists, func, insert, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.db.base import contains_pattern, keyset_after, keyset_order
+from taskhub.events.models import OutboxEvent
 from taskhub.tasks.models import IdempotencyKey, Task
 from taskhub.tasks.schemas import TaskQuery
 
@@ -23,9 +24,37 @@ _SORT_COLUMNS: dict[str, Any] = {
 }
 
 
-def add(session: AsyncSession, task: Task) -> None:
-    """Stage a new task."""
-    session.add(task)
+_tasks = cast(Table, Task.__table__)
+_outbox = cast(Table, OutboxEvent.__table__)
+_t = _tasks.c
+READ_COLUMNS = (
+    _t.id, _t.title, _t.description, _t.status, _t.priority, _t.due_date, _t.tags, _t.owner_id,
+    _t.created_at, _t.updated_at, _t.completed_at, _t.version, _t.priority_rank,
+)  # fmt: skip
+"""What a client sees of a task (``TaskRead``) plus ``priority_rank`` for cursors: reads select
+these columns with Core statements and get plain rows, not ORM objects (no identity map, no
+attribute instrumentation on the hot read paths)."""
+
+
+async def read_owned(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID) -> RowMapping | None:
+    """The :data:`READ_COLUMNS` of task ``task_id`` if ``owner_id`` owns it, else None."""
+    stmt = select(*READ_COLUMNS).where(_t.owner_id == owner_id, _t.id == task_id)
+    return (await session.execute(stmt)).mappings().first()
+
+
+async def insert_with_event(session: AsyncSession, task: dict[str, Any], event: dict[str, Any]) -> None:
+    """Insert a task (all its column values) and its outbox row in the caller's transaction.
+
+    On PostgreSQL both go in one statement (a data-modifying CTE: one round trip); SQLite has no
+    such CTEs and takes two statements, which cost no round trip there.
+    """
+    insert_task = insert(_tasks).values(task)
+    insert_event = insert(_outbox).values(event)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(insert_event.add_cte(insert_task.cte("new_task")))
+    else:
+        await session.execute(insert_task)
+        await session.execute(insert_event)
 
 
 async def get_owned(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID) -> Task | None:
@@ -90,20 +119,19 @@ async def list_tasks(
     offset: int | None,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
-) -> Sequence[Task]:
-    """Tasks matching ``query`` in its sort order: ``limit`` rows from ``offset`` or after a keyset position.
-
-    ``owner_id`` None lists every user's tasks (admin).
+) -> Sequence[RowMapping]:
+    """The :data:`READ_COLUMNS` of tasks matching ``query`` in its sort order: ``limit`` rows from
+    ``offset`` or after a keyset position. ``owner_id`` None lists every user's tasks (admin).
     """
     column = _SORT_COLUMNS[query.sort_key.name]
     nullable, descending = query.sort_key.nullable, query.descending
-    stmt = select(Task).where(*_filters(session, query, owner_id, now))
+    stmt = select(*READ_COLUMNS).where(*_filters(session, query, owner_id, now))
     if after is not None:
         stmt = stmt.where(keyset_after(column, Task.id, *after, descending=descending, nullable=nullable))
     stmt = stmt.order_by(*keyset_order(column, Task.id, descending=descending, nullable=nullable)).limit(limit)
     if offset:
         stmt = stmt.offset(offset)
-    return list((await session.execute(stmt)).scalars())
+    return (await session.execute(stmt)).mappings().all()
 
 
 async def count_tasks(session: AsyncSession, query: TaskQuery, *, owner_id: uuid.UUID | None, now: datetime) -> int:

@@ -72,7 +72,7 @@ async def get_task(
     """One task, with its ``ETag``; ``If-None-Match`` with the current ETag answers 304."""
     if task_service.is_not_modified(if_none_match, task.version):
         return Response(status_code=304, headers={"ETag": task_service.etag(task.version)})
-    return _task_response(TaskRead.model_validate(task))
+    return _task_response(task)
 
 
 @router.patch("/{task_id}", response_model=TaskRead)

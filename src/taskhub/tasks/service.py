@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -87,29 +88,26 @@ async def create(
         if claim.replay is not None:
             return CreateResult(TaskRead.model_validate(claim.replay), replayed=True)
 
-    # Every column is set here (id and the first version included), so the task, its outbox event
-    # and the idempotency record go to the database in one flush instead of two.
-    task = Task(
-        id=new_id(),
-        owner_id=actor.id,
-        title=data.title,
-        description=data.description,
-        status=data.status,
-        priority=data.priority,
-        priority_rank=PRIORITY_RANK[data.priority],
-        due_date=data.due_date,
-        tags=data.tags,
-        completed_at=now if data.status == "done" else None,
-        created_at=now,
-        updated_at=now,
-        version=1,
-    )
-    task_repo.add(session, task)
-    events.record(session, events.TASK_CREATED, task, events.snapshot(task), now)
+    task = {
+        "id": new_id(),
+        "owner_id": actor.id,
+        "title": data.title,
+        "description": data.description,
+        "status": data.status,
+        "priority": data.priority,
+        "priority_rank": PRIORITY_RANK[data.priority],
+        "due_date": data.due_date,
+        "tags": data.tags,
+        "completed_at": now if data.status == "done" else None,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
     read = TaskRead.model_validate(task)
     if claim is not None:
         claim.complete(read.model_dump(mode="json"))
-    await session.flush()
+        await session.flush()
+    await task_repo.insert_with_event(session, task, events.created(task, now))
     _invalidate_after_commit(session, cache, actor.id)
     return CreateResult(read, replayed=False)
 
@@ -199,10 +197,18 @@ async def delete(
     _invalidate_after_commit(session, cache, task.owner_id)
 
 
-def _cursor_after(task: Task, query: TaskQuery) -> str:
+async def read_owned(session: AsyncSession, actor: User, task_id: uuid.UUID) -> TaskRead:
+    """The caller's task as clients see it. Raises: TaskNotFound (also for someone else's task)."""
+    row = await task_repo.read_owned(session, actor.id, task_id)
+    if row is None:
+        raise TaskNotFound(f"No task with id {task_id}.")
+    return TaskRead.model_validate(row)
+
+
+def _cursor_after(row: RowMapping, query: TaskQuery) -> str:
     name = query.sort_key.name
-    value = task.priority_rank if name == "priority" else getattr(task, name)
-    return encode_cursor(query.sort, query.sort_key, value, task.id)
+    value = row["priority_rank"] if name == "priority" else row[name]
+    return encode_cursor(query.sort, query.sort_key, value, row["id"])
 
 
 async def list_page(
@@ -219,7 +225,7 @@ async def list_page(
     if page is None:
         assert paging.cursor is not None
         after = decode_cursor(paging.cursor, query.sort, query.sort_key)
-        rows: Sequence[Task] = await task_repo.list_tasks(
+        rows: Sequence[RowMapping] = await task_repo.list_tasks(
             session, query, owner_id=owner_id, now=now, offset=None, after=after, limit=limit + 1
         )
     else:
