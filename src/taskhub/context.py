@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from taskhub.auth.cache import AuthCache, MemoryAuthCache, NullAuthCache
+from taskhub.auth.cache import AuthCache, MemoryAuthCache, NullAuthCache, RedisAuthCache
 from taskhub.config import Settings
 from taskhub.core.cache import MemoryCache, NullCache, RedisCache, ResponseCache
 from taskhub.core.denylist import DatabaseOnlyDenylist, RedisDenylist, TokenDenylist
@@ -50,6 +50,7 @@ class AppContext:
 
     async def aclose(self) -> None:
         """Close pooled connections and clients."""
+        await self.auth_cache.aclose()
         await self.db.dispose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -101,16 +102,19 @@ def build_context(settings: Settings) -> AppContext:
         ),
         cache=cache,
         denylist=denylist,
-        # Positive auth decisions may be cached only where every change to them passes through
-        # this process (and not with read replicas: a lagging replica could re-cache a revoked
-        # decision).
-        auth_cache=(
-            MemoryAuthCache()
-            if redis is None and settings.workers == 1 and not settings.database_replica_urls
-            else NullAuthCache()
-        ),
+        auth_cache=_auth_cache(settings, redis),
         redis=redis,
     )
+
+
+def _auth_cache(settings: Settings, redis: Redis | None) -> AuthCache:
+    # Decisions are never stored with read replicas: a lagging replica could re-cache a revoked
+    # one. Without Redis, generations are per process: correct with one process only.
+    if redis is not None:
+        return RedisAuthCache(redis, store_decisions=not settings.database_replica_urls)
+    if settings.workers == 1 and not settings.database_replica_urls:
+        return MemoryAuthCache()
+    return NullAuthCache()
 
 
 def get_context(conn: HTTPConnection) -> AppContext:

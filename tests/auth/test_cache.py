@@ -76,13 +76,14 @@ class TestInvalidationByService:
 
 
 class TestGenerationRule:
-    def test_a_decision_read_before_a_change_is_never_stored(self) -> None:
+    async def test_a_decision_read_before_a_change_is_never_stored(self) -> None:
         cache = MemoryAuthCache()
         user = User(id=uuid.uuid4(), email="a@x.io", email_normalized="a@x.io", name="A", role="user")
-        before = cache.generation(user.id)
-        cache.invalidate(user.id)  # a change commits while the reader was still reading
-        cache.put("jti-1", user, before)
-        assert cache.get("jti-1", user.id) is None
-        cache.put("jti-1", user, cache.generation(user.id))
-        assert cache.get("jti-1", user.id) is not None
-        assert cache.get("jti-1", uuid.uuid4()) is None  # a token is only ever its own subject's
+        before = await cache.lookup("jti-1", user.id)
+        await cache.invalidate(user.id)  # a change commits while the reader was still reading
+        cache.put("jti-1", user, before.stamp)
+        assert (await cache.lookup("jti-1", user.id)).user is None
+        now = await cache.lookup("jti-1", user.id)
+        cache.put("jti-1", user, now.stamp)
+        assert (await cache.lookup("jti-1", user.id)).user is not None
+        assert (await cache.lookup("jti-1", uuid.uuid4())).user is None  # a token is only its own subject's

@@ -61,6 +61,21 @@ def test_two_instances_share_revocation_cache_and_limits(
         cb.patch(f"/api/v1/tasks/{created.json()['id']}", json={"title": "renamed on B"}, headers=h)
         assert [t["title"] for t in ca.get("/api/v1/tasks", headers=h).json()["items"]] == ["renamed on B"]
 
+        # A password change on A ends a session whose decision B has cached (the user's
+        # generation in Redis changed; no denylist entry is involved).
+        other = login(ca, email, password)
+        for _ in range(2):
+            assert cb.get("/api/v1/users/me", headers=other).status_code == 200
+        changed = ca.post(
+            "/api/v1/users/me/password",
+            json={"current_password": password, "new_password": "a changed passphrase"},
+            headers=h,
+        )
+        assert changed.status_code == 204
+        assert cb.get("/api/v1/users/me", headers=other).status_code == 401
+        password = "a changed passphrase"
+        h = login(ca, email, password)
+
         # Logout on A: the token is refused on B.
         assert cb.get("/api/v1/users/me", headers=h).status_code == 200
         assert ca.post("/api/v1/auth/logout", headers=h).status_code == 204

@@ -40,9 +40,7 @@ async def current_principal(ctx: Ctx, token: Annotated[str | None, Depends(beare
     """
     if not token:
         raise Unauthorized("Send an access token in the Authorization: Bearer header.")
-    user, claims = await auth_service.authenticate(
-        ctx.db, ctx.tokens, token, denylist=ctx.denylist, cache=ctx.auth_cache
-    )
+    user, claims = await auth_service.authenticate(ctx.db, ctx.tokens, token, cache=ctx.auth_cache)
     return Principal(user, claims)
 
 

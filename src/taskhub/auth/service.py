@@ -157,13 +157,13 @@ async def authenticate(
     tokens: TokenCodec,
     token: str,
     *,
-    denylist: TokenDenylist,
     cache: AuthCache,
 ) -> tuple[User, AccessClaims]:
     """Verify an access token and load its user.
 
-    The shared denylist answers first (no database work for a revoked token). A recent positive
-    decision for the same token is reused under the rules of :mod:`taskhub.auth.cache`; otherwise
+    The cache answers first: the shared denylist in Redis mode (no database work for a revoked
+    token), then a recent positive decision for the same token, reused under the rules of
+    :mod:`taskhub.auth.cache`; otherwise
     the user is read in a short read-only unit of work of its own (closed before the endpoint
     runs, so no write transaction or lock includes it), together with the database denylist and
     the login family's revocation, so a cache outage never lets a revoked token through.
@@ -173,12 +173,11 @@ async def authenticate(
             issued before the user's ``tokens_valid_after``.
     """
     claims = tokens.decode(token)
-    if await denylist.contains(claims.jti):
+    known = await cache.lookup(claims.jti, claims.sub)  # before the read: see auth.cache
+    if known.revoked:
         raise Unauthorized("The access token has been revoked.")
-    cached = cache.get(claims.jti, claims.sub)
-    if cached is not None:
-        return cached, claims
-    generation = cache.generation(claims.sub)  # before the read: see auth.cache
+    if known.user is not None:
+        return known.user, claims
     async with db.unit_of_work(readonly=True) as session:
         found = await auth_repo.get_for_auth(session, claims.sub, claims.jti, claims.sid)
     if found is None:
@@ -188,7 +187,7 @@ async def authenticate(
         raise Unauthorized("The access token has been revoked.")
     if not user.is_active or claims.iat < to_utc(user.tokens_valid_after).timestamp():
         raise Unauthorized("The access token is no longer valid.")
-    cache.put(claims.jti, user, generation)
+    cache.put(claims.jti, user, known.stamp)
     return user, claims
 
 

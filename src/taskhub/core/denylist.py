@@ -17,14 +17,16 @@ from redis.exceptions import RedisError
 from taskhub.core.breaker import CircuitBreaker
 
 
+def deny_key(namespace: str, jti: str) -> str:
+    """The Redis key that marks ``jti`` as denied (read by ``auth.cache.RedisAuthCache``)."""
+    return f"{namespace}:deny:{jti}"
+
+
 class TokenDenylist(Protocol):
     """Fast-path store of revoked ``jti`` values."""
 
     async def add(self, jti: str, expires_at: float) -> None:
         """Deny ``jti`` until ``expires_at`` (Unix seconds). Best effort."""
-
-    async def contains(self, jti: str) -> bool:
-        """True when ``jti`` is known to be denied; False means "ask the database"."""
 
 
 class DatabaseOnlyDenylist:
@@ -32,9 +34,6 @@ class DatabaseOnlyDenylist:
 
     async def add(self, jti: str, expires_at: float) -> None:
         return None
-
-    async def contains(self, jti: str) -> bool:
-        return False
 
 
 class RedisDenylist:
@@ -50,15 +49,6 @@ class RedisDenylist:
         if ttl <= 0 or self.breaker.is_open:
             return
         try:
-            await self.client.set(f"{self.ns}:deny:{jti}", b"1", ex=ttl)
+            await self.client.set(deny_key(self.ns, jti), b"1", ex=ttl)
         except RedisError:
             self.breaker.trip()
-
-    async def contains(self, jti: str) -> bool:
-        if self.breaker.is_open:
-            return False
-        try:
-            return bool(await self.client.exists(f"{self.ns}:deny:{jti}"))
-        except RedisError:
-            self.breaker.trip()
-            return False
