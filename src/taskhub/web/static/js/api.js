@@ -52,10 +52,6 @@ export function onSessionEnded(fn) {
   sessionEnded = fn;
 }
 
-export function isSignedIn() {
-  return accessToken !== null;
-}
-
 export function forgetSession() {
   accessToken = null;
 }

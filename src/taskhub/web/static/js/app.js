@@ -1,7 +1,7 @@
 // Taskhub dashboard: boot (restore the session from the refresh cookie), routing, sign in/up/out.
 import * as api from "./api.js";
 import { $, say, sayBriefly, highlightedFields, showFieldErrors, clearFieldErrors, describeError } from "./dom.js";
-import { initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen, startTasksFor } from "./tasks.js";
+import { initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen, startTasksFor } from "./tasks/screen.js";
 import { initAdmin, refreshAdmin, resetAdmin } from "./admin.js";
 
 const SCREENS = ["screen-loading", "screen-auth", "screen-tasks", "screen-admin"];

@@ -1,0 +1,70 @@
+// The dashboard's one store: what more than one module reads lives here, nowhere else.
+
+/**
+ * A small observable state container.
+ *
+ * - `get()`: the current state, a frozen plain object. Read it; never change it in place.
+ * - `set(patch)`: a new state with the top-level keys of `patch` replaced (a shallow merge), then
+ *   every subscriber is told. A slice is replaced, never mutated, so a subscriber finds what changed
+ *   by identity (`state.list !== previous.list`), and the list view finds the changed rows the same
+ *   way (`list.byId[id] !== previous.list.byId[id]`).
+ * - `subscribe(listener)`: `listener(state, previous)` runs synchronously after each `set()`, in the
+ *   order of subscription; `previous` is the state that listener saw last. Returns `unsubscribe()`.
+ *
+ * A listener may call `set()` itself: the nested change is sent to every listener first, and the
+ * outer round then skips listeners that have already seen the newest state, so no listener ever
+ * gets an older state after a newer one.
+ */
+export function createStore(initial) {
+  let state = Object.freeze({ ...initial });
+  const subscriptions = new Set();
+
+  function notify() {
+    for (const sub of [...subscriptions]) {
+      if (!subscriptions.has(sub) || sub.seen === state) continue;
+      const previous = sub.seen;
+      sub.seen = state;
+      sub.listener(state, previous);
+    }
+  }
+
+  return {
+    get: () => state,
+    set(patch) {
+      state = Object.freeze({ ...state, ...patch });
+      notify();
+    },
+    subscribe(listener) {
+      const sub = { listener, seen: state };
+      subscriptions.add(sub);
+      return () => subscriptions.delete(sub);
+    },
+  };
+}
+
+export const PAGE_SIZE = 10; // tasks per page of the list (the API's `limit`)
+export const DEFAULT_SORT = "-created_at"; // newest first; left out of the URL
+export const EMPTY_LIST = Object.freeze({ loaded: false, ids: [], byId: {}, total: 0, page: 1, filtered: false });
+
+/**
+ * The state of the dashboard. Only the functions of `tasks/actions.js` change it; each slice is
+ * replaced as a whole.
+ *
+ * - `query`: `{q, status, priority, sort, page}`, the Tasks screen's filters and page as in the URL
+ *   (`status` may be "open": to do and in progress).
+ * - `list`: the shown page of tasks, keyed by id: `{loaded, ids, byId, total, page, filtered}` —
+ *   `ids` in display order, `byId` id -> task (`TaskRead` of the API), `total` the count over all
+ *   pages, `page` and `filtered` (a search or filter was set) as of the load that filled it.
+ *   `loaded` is false until the first load (nothing is shown, not even "No tasks yet").
+ * - `messages`: task id -> `{text, kind, keep}`, the message line under that task's row; `keep`
+ *   means it survives the next list load (which clears the others).
+ * - `drafts`: "new" or a task id -> the form's values kept when a changed form was closed.
+ * - `stats`: the last `GET /tasks/stats` answer, or null.
+ */
+export const store = createStore({
+  query: { q: "", status: "", priority: "", sort: DEFAULT_SORT, page: 1 },
+  list: EMPTY_LIST,
+  messages: {},
+  drafts: {},
+  stats: null,
+});
