@@ -72,7 +72,6 @@ SECRET_SETTINGS = {"TASKHUB_DATABASE_URL", "TASKHUB_REDIS_URL", "TASKHUB_BROKER_
 # `taskhub worker` arrives with the events issue (11); until then its arguments cannot be parsed.
 PENDING_COMMANDS = {"worker"}
 BUILD_TOOLS = {"build-essential", "gcc", "g++", "cc", "clang", "make", "libc6-dev", "python3-dev", "libpq-dev"}
-COMPOSE_SPEC_LICENSE = "Apache-2.0"
 POSTGRES_DEFAULT_MAX_CONNECTIONS = 100
 # Fargate's valid task sizes (AWS ECS developer guide, "Task CPU and memory"): CPU units -> MiB.
 FARGATE_SIZES: dict[int, set[int]] = {
