@@ -128,9 +128,18 @@ class Database:
         A :class:`~taskhub.core.errors.DomainError` with ``persist=True`` commits what was written
         before it and still propagates (refresh-token reuse revokes the family *and* answers 401).
         Callbacks registered with :func:`on_commit` run after a successful commit only.
-        ``readonly`` picks a read engine; nothing written there is committed to the primary.
+        ``readonly`` picks a read engine (autocommit: each statement sees the latest committed
+        data; nothing is committed, and ``on_commit`` callbacks never run there).
         """
         session = self._session(readonly=readonly)
+        if readonly:
+            # Read engines are in autocommit: there is nothing to commit or roll back, and skipping
+            # the calls saves a driver round trip (a thread hop on SQLite) per read.
+            try:
+                yield session
+            finally:
+                await session.close()
+            return
         try:
             yield session
         except DomainError as exc:

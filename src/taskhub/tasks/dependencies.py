@@ -8,17 +8,19 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from taskhub.auth.dependencies import CurrentUser
-from taskhub.context import ReadSession, WriteSession
+from taskhub.context import Ctx, WriteSession
 from taskhub.core.validators import NoNulStr, UtcDatetime
 from taskhub.tasks import service as task_service
 from taskhub.tasks.models import Task
 from taskhub.tasks.schemas import Priority, SortName, Status, TaskQuery, TaskRead
 
 
-async def readable_task(task_id: uuid.UUID, user: CurrentUser, session: ReadSession) -> TaskRead:
-    """The caller's task ``task_id`` as clients see it, read on a read session.
+async def readable_task(task_id: uuid.UUID, user: CurrentUser, ctx: Ctx) -> TaskRead:
+    """The caller's task ``task_id`` as clients see it, read in a read-only unit of work of its own
+    (one statement; no session is kept for the rest of the request).
     Raises: TaskNotFound (404) when missing or not theirs."""
-    return await task_service.read_owned(session, user, task_id)
+    async with ctx.db.unit_of_work(readonly=True) as session:
+        return await task_service.read_owned(session, user, task_id)
 
 
 async def writable_task(task_id: uuid.UUID, user: CurrentUser, session: WriteSession) -> Task:
