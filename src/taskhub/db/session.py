@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
 from taskhub.core.errors import DomainError
+from taskhub.db.sqlite_inline import inline_connector
 
 
 def _json_dumps(value: Any) -> str:
@@ -39,7 +40,11 @@ _READ_ONLY = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None, "sk
 
 
 def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON, **(_READ_ONLY if readonly else {}))
+    if readonly:
+        path = make_url(url).database or ":memory:"
+        engine = create_async_engine(url, async_creator=inline_connector(path, timeout=30), **_JSON, **_READ_ONLY)
+    else:
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
