@@ -3,6 +3,10 @@
 PostgreSQL: a fresh database ``taskhub_test_<random>`` is created on ``TASKHUB_TEST_POSTGRES_URL``
 (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``), migrated, and dropped at the end.
 When it is unreachable the PostgreSQL run is skipped locally, but fails under ``CI=true``.
+
+A test that only means something on PostgreSQL (pool settings, row locks) is marked
+``@pytest.mark.postgres_only``: it is then generated for the ``postgresql`` backend only, so it
+is neither run nor reported as skipped on SQLite.
 """
 
 from __future__ import annotations
@@ -60,7 +64,25 @@ async def _truncate(url: str, tmp: Path) -> None:
     await engine.dispose()
 
 
-@pytest_asyncio.fixture(scope="session", params=["sqlite", "postgresql"])
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize :func:`backend` over :data:`BACKENDS`, or over PostgreSQL alone for ``postgres_only``.
+
+    The parametrization is done here rather than with ``params=`` on the fixture so that a marker
+    can narrow it; a ``postgres_only`` test that does not use ``backend`` is a collection error.
+    """
+    postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
+    if "backend" not in metafunc.fixturenames:
+        if postgres_only:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: postgres_only needs the backend fixture")
+        return
+    names = ["postgresql"] if postgres_only else list(BACKENDS)
+    metafunc.parametrize("backend", names, indirect=True, scope="session")
+
+
+@pytest_asyncio.fixture(scope="session")
 async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backend]:
     """A migrated database per backend for the whole session."""
     tmp = tmp_path_factory.mktemp(f"db-{request.param}")
