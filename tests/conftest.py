@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
@@ -41,6 +42,33 @@ PASSWORD = "correct horse battery staple"
 
 def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def unavailable(message: str) -> NoReturn:
+    """A service the test needs is missing: fail under ``CI=true``, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@asynccontextmanager
+async def fresh_postgres_database(prefix: str) -> AsyncIterator[str]:
+    """Create an empty database ``<prefix><8 hex>`` on :data:`PG_URL`, yield its SQLAlchemy URL, and
+    drop it afterwards (``WITH (FORCE)``: connections a failed test left open do not keep it alive).
+
+    An unreachable server is :func:`unavailable`.
+    """
+    name = prefix + secrets.token_hex(4)
+    try:
+        admin = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        unavailable(f"PostgreSQL at {PG_URL} is unreachable: {exc!r}")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @dataclass
@@ -94,25 +122,12 @@ async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         await engine.dispose()
         yield Backend("sqlite", url)
         return
-    name = "taskhub_test_" + secrets.token_hex(4)
-    try:
-        admin = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL at {PG_URL} is unreachable: {exc!r}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    async with fresh_postgres_database("taskhub_test_") as url:
         settings = Settings(database_url=url, data_dir=tmp)
         engine = make_engine(url, settings)
         await migrate.upgrade(engine)
         await engine.dispose()
         yield Backend("postgresql", url)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

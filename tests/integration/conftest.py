@@ -22,17 +22,10 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from tests.conftest import IN_CI, JWT_SECRET, PG_URL
+from tests.conftest import JWT_SECRET, PG_URL, unavailable
 from tests.servers import TASKHUB, ServerProcess, free_port, serve
 
 SHARED_REDIS = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-
-
-def unavailable(message: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
