@@ -1,5 +1,6 @@
-"""The auth-decision cache is invalidated by the services that change authentication state, per
-user, whatever URL made the change (issue 8: data, not URLs)."""
+"""The auth-decision cache: reads reuse a token's decision; the services that change authentication
+state invalidate it, per user, whatever URL made the change (issue 8: data, not URLs); several
+workers do without it."""
 
 from __future__ import annotations
 

@@ -570,7 +570,10 @@ class TestConcurrency:
         self, app: FastAPI, api: Api, client: httpx.AsyncClient, alice: H
     ) -> None:
         """A PATCH and two DELETEs all asserting version 1: at most one delete wins, none after the
-        PATCH made version 2, and the outbox holds one ``task.deleted`` per 204, versions in order."""
+        PATCH made version 2, and the outbox holds one ``task.deleted`` per 204, versions in order.
+
+        SQLite's write lock serialises these requests, so only PostgreSQL really races them;
+        ``test_concurrency.py`` hands the service a stale task to make the interleaving certain."""
         for _ in range(5):
             task = await api.task(alice)
             url = f"/api/v1/tasks/{task['id']}"
