@@ -10,11 +10,13 @@ from tests.servers import TASKHUB, free_port, serve, taskhub_env
 
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """``taskhub *args`` in ``data_dir`` (embedded SQLite there), ``env`` on top of :func:`taskhub_env`."""
+    """``taskhub *args`` with ``data_dir`` as data dir (embedded SQLite there), ``env`` on top of
+    :func:`taskhub_env`; run inside ``data_dir`` (its parent while it does not exist) so that no
+    ``.env`` file of the checkout is read."""
     return subprocess.run(
         [TASKHUB, *args],
         env=taskhub_env(data_dir, **env),
-        cwd=data_dir,
+        cwd=data_dir if data_dir.is_dir() else data_dir.parent,
         capture_output=True,
         text=True,
         timeout=120,
