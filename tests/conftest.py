@@ -3,6 +3,10 @@
 PostgreSQL: a fresh database ``taskhub_test_<random>`` is created on ``TASKHUB_TEST_POSTGRES_URL``
 (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``), migrated, and dropped at the end.
 When it is unreachable the PostgreSQL run is skipped locally, but fails under ``CI=true``.
+
+A test that only means something on PostgreSQL (pool settings, row locks) is marked
+``@pytest.mark.postgres_only``: it is then generated for the ``postgresql`` backend only, so it
+is neither run nor reported as skipped on SQLite.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import httpx
@@ -39,6 +44,33 @@ def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def unavailable(message: str) -> NoReturn:
+    """A service the test needs is missing: fail under ``CI=true``, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@asynccontextmanager
+async def fresh_postgres_database(prefix: str) -> AsyncIterator[str]:
+    """Create an empty database ``<prefix><8 hex>`` on :data:`PG_URL`, yield its SQLAlchemy URL, and
+    drop it afterwards (``WITH (FORCE)``: connections a failed test left open do not keep it alive).
+
+    An unreachable server is :func:`unavailable`.
+    """
+    name = prefix + secrets.token_hex(4)
+    try:
+        admin = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        unavailable(f"PostgreSQL at {PG_URL} is unreachable: {exc!r}")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 @dataclass
 class Backend:
     """A migrated, empty database for one backend."""
@@ -60,7 +92,25 @@ async def _truncate(url: str, tmp: Path) -> None:
     await engine.dispose()
 
 
-@pytest_asyncio.fixture(scope="session", params=["sqlite", "postgresql"])
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize :func:`backend` over :data:`BACKENDS`, or over PostgreSQL alone for ``postgres_only``.
+
+    The parametrization is done here rather than with ``params=`` on the fixture so that a marker
+    can narrow it; a ``postgres_only`` test that does not use ``backend`` is a collection error.
+    """
+    postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
+    if "backend" not in metafunc.fixturenames:
+        if postgres_only:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: postgres_only needs the backend fixture")
+        return
+    names = ["postgresql"] if postgres_only else list(BACKENDS)
+    metafunc.parametrize("backend", names, indirect=True, scope="session")
+
+
+@pytest_asyncio.fixture(scope="session")
 async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Backend]:
     """A migrated database per backend for the whole session."""
     tmp = tmp_path_factory.mktemp(f"db-{request.param}")
@@ -72,25 +122,12 @@ async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         await engine.dispose()
         yield Backend("sqlite", url)
         return
-    name = "taskhub_test_" + secrets.token_hex(4)
-    try:
-        admin = await asyncpg.connect(_asyncpg_dsn(PG_URL), timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        message = f"PostgreSQL at {PG_URL} is unreachable: {exc!r}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    async with fresh_postgres_database("taskhub_test_") as url:
         settings = Settings(database_url=url, data_dir=tmp)
         engine = make_engine(url, settings)
         await migrate.upgrade(engine)
         await engine.dispose()
         yield Backend("postgresql", url)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

@@ -3,37 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
-import pytest
-
-TASKHUB = shutil.which("taskhub", path=str(Path(sys.executable).parent)) or "taskhub"
+from tests.servers import TASKHUB, free_port, serve, taskhub_env
 
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        **os.environ,
-        "TASKHUB_DATA_DIR": str(data_dir),
-        "TASKHUB_ARGON2_MEMORY_COST": "1024",
-        "TASKHUB_ARGON2_TIME_COST": "1",
-        "TASKHUB_LOG_LEVEL": "WARNING",
-        **env,
-    }
-    full_env.pop("TASKHUB_DATABASE_URL", None)
-    return subprocess.run([TASKHUB, *args], env=full_env, capture_output=True, text=True, timeout=120, check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """``taskhub *args`` with ``data_dir`` as data dir (embedded SQLite there), ``env`` on top of
+    :func:`taskhub_env`; run inside ``data_dir`` (its parent while it does not exist) so that no
+    ``.env`` file of the checkout is read."""
+    return subprocess.run(
+        [TASKHUB, *args],
+        env=taskhub_env(data_dir, **env),
+        cwd=data_dir if data_dir.is_dir() else data_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_openapi_prints_schema(tmp_path: Path) -> None:
@@ -69,48 +57,29 @@ def test_serve_create_admin_and_seed(tmp_path: Path) -> None:
     assert weak.returncode == 1
     assert "too common" in weak.stderr
 
-    port = free_port()
-    env = {**os.environ, "TASKHUB_DATA_DIR": str(tmp_path), "TASKHUB_LOG_LEVEL": "WARNING"}
-    env.pop("TASKHUB_DATABASE_URL", None)
-    server = subprocess.Popen(
-        [TASKHUB, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("server did not start")
-        with httpx.Client(base_url=base, timeout=10) as c:
-            tokens = c.post(
-                "/api/v1/auth/login", json={"email": "demo2@example.com", "password": "demo-password-2026"}
-            ).json()
-            h = {"Authorization": f"Bearer {tokens['access_token']}"}
-            first = c.get("/api/v1/tasks?limit=20&page=3", headers=h).json()
-            assert first["total"] == 45 and len(first["items"]) == 5
-            stats = c.get("/api/v1/tasks/stats", headers=h).json()
-            todo = c.get("/api/v1/tasks?status=todo&limit=100", headers=h).json()
-            assert todo["total"] == stats["by_status"]["todo"] == len(todo["items"])
-            ids: list[str] = []
-            body = c.get("/api/v1/tasks?limit=10&sort=due_date", headers=h).json()
+    with serve(tmp_path) as server, server.client() as c:
+        tokens = c.post(
+            "/api/v1/auth/login", json={"email": "demo2@example.com", "password": "demo-password-2026"}
+        ).json()
+        h = {"Authorization": f"Bearer {tokens['access_token']}"}
+        first = c.get("/api/v1/tasks?limit=20&page=3", headers=h).json()
+        assert first["total"] == 45 and len(first["items"]) == 5
+        stats = c.get("/api/v1/tasks/stats", headers=h).json()
+        todo = c.get("/api/v1/tasks?status=todo&limit=100", headers=h).json()
+        assert todo["total"] == stats["by_status"]["todo"] == len(todo["items"])
+        ids: list[str] = []
+        body = c.get("/api/v1/tasks?limit=10&sort=due_date", headers=h).json()
+        ids += [t["id"] for t in body["items"]]
+        while body["next_cursor"]:
+            body = c.get(f"/api/v1/tasks?limit=10&sort=due_date&cursor={body['next_cursor']}", headers=h).json()
             ids += [t["id"] for t in body["items"]]
-            while body["next_cursor"]:
-                body = c.get(f"/api/v1/tasks?limit=10&sort=due_date&cursor={body['next_cursor']}", headers=h).json()
-                ids += [t["id"] for t in body["items"]]
-            assert len(ids) == len(set(ids)) == 45
-            admin = c.post(
-                "/api/v1/auth/login", json={"email": "boss@example.com", "password": "a strong admin passphrase"}
-            ).json()
-            users = c.get("/api/v1/admin/users", headers={"Authorization": f"Bearer {admin['access_token']}"}).json()
-            assert users["total"] == 4
-            assert c.get("/").status_code == 200
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        assert len(ids) == len(set(ids)) == 45
+        admin = c.post(
+            "/api/v1/auth/login", json={"email": "boss@example.com", "password": "a strong admin passphrase"}
+        ).json()
+        users = c.get("/api/v1/admin/users", headers={"Authorization": f"Bearer {admin['access_token']}"}).json()
+        assert users["total"] == 4
+        assert c.get("/").status_code == 200
     assert (tmp_path / "jwt_secret").stat().st_mode & 0o777 == 0o600
 
 

@@ -140,3 +140,27 @@ class TestTasks:
         assert [t["title"] for t in only_b["items"]] == ["b1"]
         high = (await client.get("/api/v1/admin/tasks?priority=high&sort=created_at", headers=admin)).json()
         assert [t["title"] for t in high["items"]] == ["a1", "b1"]
+
+
+class TestMalformedQueryIs422:
+    @pytest.mark.parametrize(
+        ("path", "query", "field"),
+        [
+            ("/api/v1/admin/users", "page=10000000000000000000", "page"),
+            ("/api/v1/admin/users", "q=a%00", "q"),
+            ("/api/v1/admin/tasks", "q=a%00", "q"),
+            ("/api/v1/admin/tasks", "due_after=0001-01-01T00:00:00%2B05:00", "due_after"),
+            # a cursor whose created_at overflows when converted to UTC
+            (
+                "/api/v1/admin/users",
+                "cursor=eyJzIjoiLWNyZWF0ZWRfYXQiLCJrIjp7InYiOiIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwiaWQiOiIwMTkwMDAwMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDAifX0",
+                "cursor",
+            ),
+        ],
+    )
+    async def test_names_the_parameter(
+        self, client: httpx.AsyncClient, admin: H, path: str, query: str, field: str
+    ) -> None:
+        r = await client.get(f"{path}?{query}", headers=admin)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["loc"] == ["query", field]

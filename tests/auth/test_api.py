@@ -82,6 +82,9 @@ class TestRegister:
             ({"email": "n@x.io", "password": PASSWORD, "name": "n" * 101}, ["body", "name"]),
             ({"email": "n@x.io", "password": PASSWORD}, ["body", "name"]),
             ({"email": "n@x.io", "password": PASSWORD, "name": "N", "role": "admin"}, ["body", "role"]),
+            ({"email": "n@x.io", "password": PASSWORD, "name": "a\u0000b"}, ["body", "name"]),
+            # NFKC expands each U+FDFA to 18 characters: too long once normalized
+            ({"email": "\ufdfa" * 20 + "@example.com", "password": PASSWORD, "name": "L"}, ["body", "email"]),
         ],
     )
     async def test_invalid_fields_named(self, client: httpx.AsyncClient, body: dict[str, str], loc: list[str]) -> None:
@@ -114,6 +117,12 @@ class TestLogin:
         strip = lambda b: {k: v for k, v in b.items() if k != "request_id"}
         assert strip(wrong.json()) == strip(unknown.json())
         assert wrong.headers["www-authenticate"].startswith("Bearer")
+
+    async def test_nul_in_email_is_401_like_an_unknown_account(self, client: httpx.AsyncClient) -> None:
+        r = await client.post("/api/v1/auth/login", json={"email": "a\u0000@x.io", "password": "whatever1"})
+        assert r.status_code == 401
+        r = await client.post("/api/v1/auth/token", data={"username": "a\u0000@x.io", "password": "whatever1"})
+        assert r.status_code == 401
 
     async def test_oauth2_form_login(self, api: Api, client: httpx.AsyncClient) -> None:
         await api.register("e@x.io")
@@ -193,6 +202,22 @@ class TestRefresh:
         ok = await client.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
         assert ok.status_code == 200
 
+    async def test_reuse_ends_the_access_tokens_of_the_family(self, api: Api, client: httpx.AsyncClient) -> None:
+        await api.register("theft@x.io")
+        first = await api.login("theft@x.io")
+        other = await api.login("theft@x.io")
+        second = (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+        for token in (first["access_token"], second["access_token"]):  # prime the read-path auth cache
+            r = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200
+        reuse = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+        assert reuse.status_code == 401
+        for token in (first["access_token"], second["access_token"]):
+            r = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401
+        r = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {other['access_token']}"})
+        assert r.status_code == 200  # another login is another family
+
     async def test_unknown_refresh_token(self, client: httpx.AsyncClient) -> None:
         r = await client.post("/api/v1/auth/refresh", json={"refresh_token": "nope"})
         assert r.status_code == 401
@@ -238,6 +263,16 @@ class TestLogout:
         r = await client.get("/api/v1/users/me", headers=headers)
         assert r.status_code == 401
         assert "revoked" in r.json()["detail"]
+        r = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 401
+
+    async def test_without_refresh_token_revokes_the_family(self, api: Api, client: httpx.AsyncClient) -> None:
+        """A non-browser client that sends neither the refresh token nor the cookie still ends its session."""
+        await api.register("fam@x.io")
+        tokens = await api.login("fam@x.io")
+        client.cookies.clear()
+        h = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert (await client.post("/api/v1/auth/logout", headers=h)).status_code == 204
         r = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert r.status_code == 401
 

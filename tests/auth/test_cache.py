@@ -1,14 +1,18 @@
-"""The auth-decision cache is invalidated by the services that change authentication state, per
-user, whatever URL made the change (issue 8: data, not URLs)."""
+"""The auth-decision cache: reads reuse a token's decision; the services that change authentication
+state invalidate it, per user, whatever URL made the change (issue 8: data, not URLs); several
+workers do without it."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
-from taskhub.auth.cache import MemoryAuthCache
+from taskhub.auth.cache import MemoryAuthCache, NullAuthCache
+from taskhub.config import Settings
 from taskhub.users.models import User
 from tests.conftest import PASSWORD, Api
 from tests.helpers import ctx_of, promote_to_admin
@@ -17,6 +21,51 @@ from tests.helpers import ctx_of, promote_to_admin
 async def _warm(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     for _ in range(2):  # the first read loads the decision, the second is served from the cache
         assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+
+
+class TestReuse:
+    async def test_reads_and_task_writes_reuse_the_decision_and_a_profile_change_drops_it(
+        self, app: FastAPI, api: Api, client: httpx.AsyncClient
+    ) -> None:
+        cache = ctx_of(app).auth_cache
+        h = await api.user("ac@x.io")
+        hits = cache.hits
+        for _ in range(3):
+            assert (await client.get("/api/v1/users/me", headers=h)).status_code == 200
+        assert cache.hits == hits + 2  # first read loads, the next two reuse
+        await api.task(h, title="task writes keep the cache")
+        assert (await client.get("/api/v1/tasks", headers=h)).status_code == 200
+        assert cache.hits == hits + 4
+        r = await client.patch("/api/v1/users/me", json={"name": "Renamed"}, headers=h)
+        assert r.status_code == 200
+        assert (await client.get("/api/v1/users/me", headers=h)).json()["name"] == "Renamed"
+
+    async def test_a_failed_password_change_keeps_the_cached_session_a_successful_one_ends_it(
+        self, api: Api, client: httpx.AsyncClient
+    ) -> None:
+        h = await api.user("ac2@x.io")
+        assert (await client.get("/api/v1/users/me", headers=h)).status_code == 200  # cached now
+        bad = await client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": "wrong!!!", "new_password": "another good one"},
+            headers=h,
+        )
+        assert bad.status_code == 401
+        assert (await client.get("/api/v1/users/me", headers=h)).status_code == 200
+        ok = await client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": PASSWORD, "new_password": "another good one"},
+            headers=h,
+        )
+        assert ok.status_code == 204
+        assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401
+
+    async def test_off_with_several_workers(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        """An in-process cache cannot be invalidated from another worker process, so there is none."""
+        app = await app_factory(settings_factory(workers=2))
+        assert isinstance(ctx_of(app).auth_cache, NullAuthCache)
 
 
 class TestInvalidationByService:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,6 +29,12 @@ class TestProblemDetails:
             "instance": "/api/v1/nothing-here",
             "request_id": "abc-123",
         }
+
+    async def test_trailing_slash_is_404_not_a_redirect(self, api: Api, client: httpx.AsyncClient) -> None:
+        h = await api.user("slash@x.io")
+        r = await client.get("/api/v1/tasks/", headers=h)
+        assert r.status_code == 404
+        assert r.headers["content-type"] == "application/problem+json"
 
     async def test_method_not_allowed_405(self, client: httpx.AsyncClient) -> None:
         r = await client.put("/api/v1/auth/login", json={})
@@ -234,6 +241,43 @@ class TestRateLimits:
                 codes.append(r.status_code)
             assert codes == [401, 401, 429]
 
+    async def test_login_headers_show_the_account_budget(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        app = await self._app(
+            app_factory,
+            settings_factory,
+            rate_limit_auth="3 per minute",
+            rate_limit_anon="1000 per minute",
+            trusted_proxies=["127.0.0.1/32"],
+        )
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            remaining = []
+            for i in range(2):
+                r = await c.post(
+                    "/api/v1/auth/login",
+                    json={"email": "acct@x.io", "password": "wrong one!"},
+                    headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                )
+                remaining.append(r.headers["ratelimit-remaining"])
+        assert remaining == ["2", "1"]  # the account's budget, not each fresh IP's
+
+    async def test_concurrent_bad_refreshes_get_no_more_than_the_budget(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        """Guessing refresh tokens in one burst: the budget is checked and spent atomically."""
+        app = await self._app(
+            app_factory, settings_factory, rate_limit_auth="3 per minute", rate_limit_anon="1000 per minute"
+        )
+        async with client_for(app) as c:
+            results = await asyncio.gather(
+                *[c.post("/api/v1/auth/refresh", json={"refresh_token": f"guess-{i}"}) for i in range(12)]
+            )
+        codes = [r.status_code for r in results]
+        assert codes.count(401) <= 3, codes
+        assert codes.count(429) >= 9
+
     async def test_user_limit_keyed_by_user(
         self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
     ) -> None:
@@ -274,3 +318,17 @@ class TestRateLimits:
                 for _ in range(3)
             ]
             assert codes == [401, 401, 429]
+
+    async def test_garbage_forwarded_for_makes_no_new_buckets(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        """A trusted proxy passing on an unparsable X-Forwarded-For: the proxy's own address is the key."""
+        app = await self._app(
+            app_factory, settings_factory, rate_limit_anon="2 per minute", trusted_proxies=["127.0.0.1/32"]
+        )
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            codes = [
+                (await c.get("/api/v1/tasks", headers={"X-Forwarded-For": f"garbage{i}"})).status_code for i in range(3)
+            ]
+        assert codes == [401, 401, 429]

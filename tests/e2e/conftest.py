@@ -9,10 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.servers import TASKHUB, serve, taskhub_env
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,23 +44,6 @@ def _chromium() -> str | None:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
-
-
-def _taskhub_bin() -> str:
-    local = Path(sys.executable).parent / "taskhub"
-    if local.is_file():
-        return str(local)
-    found = shutil.which("taskhub")
-    if not found:
-        pytest.fail("the taskhub command is not installed (pip install -e .)")
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -119,21 +101,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real server process on a free port with its own SQLite data dir, plus the first admin."""
     data = tmp_path_factory.mktemp("e2e-data")
     env = {
-        **os.environ,
-        "TASKHUB_DATA_DIR": str(data),
         "TASKHUB_JWT_SECRET": JWT_SECRET,
         "TASKHUB_RATE_LIMIT_ENABLED": "false",
-        "TASKHUB_ARGON2_MEMORY_COST": "1024",
-        "TASKHUB_ARGON2_TIME_COST": "1",
-        "TASKHUB_LOG_LEVEL": "WARNING",
         "TASKHUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
-    env.pop("TASKHUB_DATABASE_URL", None)
-    env.pop("TASKHUB_REDIS_URL", None)
-    exe = _taskhub_bin()
     made = subprocess.run(
-        [exe, "create-admin", "--email", ADMIN_EMAIL, "--name", "Admin"],
-        env=env,
+        [TASKHUB, "create-admin", "--email", ADMIN_EMAIL, "--name", "Admin"],
+        env=taskhub_env(data, **env),
         cwd=data,
         capture_output=True,
         text=True,
@@ -141,38 +115,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         check=False,
     )
     assert made.returncode == 0, made.stderr + made.stdout
-    port = _free_port()
-    log = data / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [exe, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=data,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"taskhub serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"taskhub serve did not become healthy:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield Server(url=url, log=log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve(data, env) as running:
+        yield Server(url=running.url, log=running.log)
 
 
 @pytest.fixture(scope="module")

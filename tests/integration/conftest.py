@@ -11,38 +11,21 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from tests.conftest import IN_CI, JWT_SECRET, PG_URL
+from tests.conftest import JWT_SECRET, PG_URL, unavailable
+from tests.servers import TASKHUB, ServerProcess, free_port, serve
 
-BIN = Path(sys.executable).parent
-TASKHUB = shutil.which("taskhub", path=str(BIN)) or "taskhub"
 SHARED_REDIS = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-
-
-def unavailable(message: str) -> None:
-    """Fail in CI, skip elsewhere."""
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -136,54 +119,16 @@ def own_redis() -> Iterator[OwnRedis]:
         server.stop()
 
 
-@dataclass
-class Server:
-    """A running ``taskhub serve`` process."""
-
-    base: str
-    proc: subprocess.Popen[bytes]
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, timeout=10)
-
-
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start ``taskhub serve`` processes with the given environment; all stopped afterwards."""
-    servers: list[Server] = []
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start ``taskhub serve`` processes (data dir ``tmp_path``, the test JWT secret) with the given
+    ``TASKHUB_*`` environment on top; each is healthy when returned, and all are stopped afterwards."""
+    with contextlib.ExitStack() as stack:
 
-    def start(**env: str) -> Server:
-        port = free_port()
-        full_env = {
-            **os.environ,
-            "TASKHUB_DATA_DIR": str(tmp_path),
-            "TASKHUB_JWT_SECRET": JWT_SECRET,
-            "TASKHUB_ARGON2_MEMORY_COST": "1024",
-            "TASKHUB_ARGON2_TIME_COST": "1",
-            "TASKHUB_LOG_LEVEL": "WARNING",
-            **env,
-        }
-        log = (tmp_path / f"server-{port}.log").open("wb")
-        proc = subprocess.Popen([TASKHUB, "serve", "--port", str(port)], env=full_env, stdout=log, stderr=log)
-        server = Server(f"http://127.0.0.1:{port}", proc)
-        servers.append(server)
-        for _ in range(200):
-            if proc.poll() is not None:
-                pytest.fail(f"server exited: {(tmp_path / f'server-{port}.log').read_text()}")
-            try:
-                if httpx.get(f"{server.base}/health", timeout=1).status_code == 200:
-                    return server
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        pytest.fail("server did not become healthy")
+        def start(**env: str) -> ServerProcess:
+            return stack.enter_context(serve(tmp_path, {"TASKHUB_JWT_SECRET": JWT_SECRET, **env}))
 
-    yield start
-    for server in servers:
-        server.proc.terminate()
-        try:
-            server.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
+        yield start
 
 
 def seed_user(database_url: str, email_index: int = 1) -> tuple[str, str]:

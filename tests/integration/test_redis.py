@@ -9,7 +9,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.integration.conftest import OwnRedis, Server, seed_user
+from tests.integration.conftest import OwnRedis, seed_user
+from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ def login(c: httpx.Client, email: str, password: str) -> dict[str, str]:
 
 
 def test_two_instances_share_revocation_cache_and_limits(
-    pg_url: str, shared_redis: str, start_server: Callable[..., Server]
+    pg_url: str, shared_redis: str, start_server: Callable[..., ServerProcess]
 ) -> None:
     email, password = seed_user(pg_url)
     env = {
@@ -86,7 +87,7 @@ def test_two_instances_share_revocation_cache_and_limits(
 
 
 def test_redis_outage_costs_speed_not_correctness(
-    pg_url: str, own_redis: OwnRedis, start_server: Callable[..., Server]
+    pg_url: str, own_redis: OwnRedis, start_server: Callable[..., ServerProcess]
 ) -> None:
     email, password = seed_user(pg_url, 2)
     server = start_server(TASKHUB_DATABASE_URL=pg_url, TASKHUB_REDIS_URL=own_redis.url)

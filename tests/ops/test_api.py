@@ -62,15 +62,12 @@ async def test_dashboard_served_with_csp(client: httpx.AsyncClient) -> None:
     assert (await client.get("/static/../../config.py")).status_code == 404
 
 
-async def test_pool_exhaustion_is_503_with_retry_after(
-    backend: object, app_factory: object, settings_factory: object
-) -> None:
+@pytest.mark.postgres_only  # pool size and timeout are PostgreSQL engine settings (SQLite has no pool limit)
+async def test_pool_exhaustion_is_503_with_retry_after(app_factory: object, settings_factory: object) -> None:
     """No free connection within the pool timeout: a clean, retryable 503, never a 500."""
     from tests.conftest import Api, client_for
     from tests.helpers import ctx_of
 
-    if getattr(backend, "name", "") != "postgresql":
-        pytest.skip("pool size and timeout are PostgreSQL engine settings")
     settings = settings_factory(database_pool_size=1, database_max_overflow=0, database_pool_timeout=0.3)  # type: ignore[operator]
     app = await app_factory(settings)  # type: ignore[operator]
     async with client_for(app) as c:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -158,6 +160,16 @@ class TestReadUpdateDelete:
         assert r304.content == b""
         r200 = await client.get(f"/api/v1/tasks/{task['id']}", headers={**alice, "If-None-Match": '"9"'})
         assert r200.status_code == 200
+
+    async def test_weak_etag_never_satisfies_if_match(self, api: Api, client: httpx.AsyncClient, alice: H) -> None:
+        """If-Match compares strongly (RFC 9110 13.1.1), If-None-Match weakly (13.1.2)."""
+        task = await api.task(alice)
+        url = f"/api/v1/tasks/{task['id']}"
+        weak = await client.patch(url, json={"title": "x"}, headers={**alice, "If-Match": 'W/"1"'})
+        assert weak.status_code == 412
+        listed = await client.patch(url, json={"title": "x"}, headers={**alice, "If-Match": '"0", "1"'})
+        assert listed.status_code == 200
+        assert (await client.get(url, headers={**alice, "If-None-Match": 'W/"2"'})).status_code == 304
 
     async def test_patch_bumps_version_and_only_changes_sent_fields(
         self, api: Api, client: httpx.AsyncClient, alice: H
@@ -460,6 +472,60 @@ class TestList:
         await client.delete(f"/api/v1/tasks/{task['id']}", headers=alice)
         assert (await client.get("/api/v1/tasks", headers=alice)).json()["total"] == 0
 
+    async def test_overdue_pages_are_not_cached(self, client: httpx.AsyncClient, alice: H) -> None:
+        """The "overdue" filter depends on the clock, so a cached page would go stale without any write."""
+        for _ in range(2):
+            assert (await client.get("/api/v1/tasks?overdue=true", headers=alice)).headers["x-cache"] == "MISS"
+
+
+class TestMalformedInputIs422:
+    """Input the database cannot store or compare (NUL, dates outside its range, huge integers,
+    tampered cursors) is refused with a 422 naming the field, never a 500 from the driver."""
+
+    @pytest.mark.parametrize(
+        ("body", "loc"),
+        [
+            ({"title": "a\u0000b"}, ["body", "title"]),
+            ({"title": "t", "description": "a\u0000"}, ["body", "description"]),
+            ({"title": "t", "tags": ["a\u0000"]}, ["body", "tags", 0]),  # the item is named
+            ({"title": "t", "due_date": "0001-01-01T00:00:00+05:00"}, ["body", "due_date"]),
+            ({"title": "t", "due_date": "9999-12-31T23:59:59-05:00"}, ["body", "due_date"]),
+            ({"title": "t", "due_date": 1700000000}, ["body", "due_date"]),
+        ],
+    )
+    async def test_body(self, client: httpx.AsyncClient, alice: H, body: dict[str, Any], loc: list[Any]) -> None:
+        r = await client.post("/api/v1/tasks", json=body, headers=alice)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["loc"] == loc
+
+    @pytest.mark.parametrize(
+        ("query", "field"),
+        [
+            ("q=a%00b", "q"),
+            ("tag=a%00b", "tag"),
+            ("due_before=0001-01-01T00:00:00%2B05:00", "due_before"),
+            ("due_after=9999-12-31T23:59:59-05:00", "due_after"),
+            ("page=10000000000000000000", "page"),
+        ],
+    )
+    async def test_list_query(self, client: httpx.AsyncClient, alice: H, query: str, field: str) -> None:
+        r = await client.get(f"/api/v1/tasks?{query}", headers=alice)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["loc"] == ["query", field]
+
+    @pytest.mark.parametrize(
+        ("sort", "key"),
+        [
+            ("priority", {"v": 1000000000000, "id": "01900000-0000-7000-8000-000000000000"}),
+            ("-created_at", {"v": "0001-01-01T00:00:00+05:00", "id": "01900000-0000-7000-8000-000000000000"}),
+        ],
+    )
+    async def test_tampered_cursor(self, client: httpx.AsyncClient, alice: H, sort: str, key: dict[str, Any]) -> None:
+        cursor = base64.urlsafe_b64encode(json.dumps({"s": sort, "k": key}).encode()).decode().rstrip("=")
+        r = await client.get(f"/api/v1/tasks?sort={sort}&cursor={cursor}", headers=alice)
+        assert r.status_code == 422
+        assert r.json()["errors"][0]["loc"] == ["query", "cursor"]
+
 
 class TestStats:
     async def test_exact_counts(self, api: Api, client: httpx.AsyncClient, alice: H) -> None:
@@ -499,3 +565,28 @@ class TestConcurrency:
         assert (await client.get("/api/v1/tasks", headers=alice)).json()["total"] == 1
         retry = await client.post("/api/v1/tasks", json={"title": "once"}, headers=headers)
         assert retry.status_code == 201 and retry.headers["idempotent-replayed"] == "true"
+
+    async def test_racing_patch_and_versioned_deletes_never_delete_a_newer_version(
+        self, app: FastAPI, api: Api, client: httpx.AsyncClient, alice: H
+    ) -> None:
+        """A PATCH and two DELETEs all asserting version 1: at most one delete wins, none after the
+        PATCH made version 2, and the outbox holds one ``task.deleted`` per 204, versions in order.
+
+        SQLite's write lock serialises these requests, so only PostgreSQL really races them;
+        ``test_concurrency.py`` hands the service a stale task to make the interleaving certain."""
+        for _ in range(5):
+            task = await api.task(alice)
+            url = f"/api/v1/tasks/{task['id']}"
+            patch, *deletes = await asyncio.gather(
+                client.patch(url, json={"title": "p"}, headers={**alice, "If-Match": '"1"'}),
+                client.delete(url, headers={**alice, "If-Match": '"1"'}),
+                client.delete(url, headers={**alice, "If-Match": '"1"'}),
+            )
+            delete_codes = sorted(d.status_code for d in deletes)
+            assert delete_codes.count(204) <= 1
+            if patch.status_code == 200:
+                assert 204 not in delete_codes, "a delete asserting version 1 removed version 2"
+            events = [e for e in await outbox_events(app) if e["task_id"] == task["id"]]
+            assert [e["type"] for e in events].count("task.deleted") == delete_codes.count(204)
+            versions = [e["version"] for e in events]
+            assert versions == sorted(versions)

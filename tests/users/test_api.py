@@ -27,6 +27,13 @@ class TestMe:
         assert r.json()["name"] == "New Name"
         assert r.json()["updated_at"] >= r.json()["created_at"]
 
+    async def test_update_rejects_nul_and_null_naming_the_field(self, api: Api, client: httpx.AsyncClient) -> None:
+        h = await api.user("me@x.io")
+        for body, loc in (({"name": "a\u0000"}, "name"), ({"name": None}, "name"), ({"email": None}, "email")):
+            r = await client.patch("/api/v1/users/me", json=body, headers=h)
+            assert r.status_code == 422, body
+            assert r.json()["errors"][0]["loc"] == ["body", loc]
+
     async def test_role_in_body_is_rejected_and_harmless(self, api: Api, client: httpx.AsyncClient) -> None:
         h = await api.user("u3@x.io")
         r = await client.patch("/api/v1/users/me", json={"name": "x", "role": "admin"}, headers=h)
