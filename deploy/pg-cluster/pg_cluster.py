@@ -344,6 +344,7 @@ def prepare_run_dir(layout: Layout) -> None:
         before = json.loads(fingerprint_file.read_text())
         if before != layout.fingerprint():
             raise SetupError(f"{run} holds a cluster made with {before}, not {layout.fingerprint()}: run `down` first")
+    run.parent.mkdir(parents=True, exist_ok=True)
     dirs = [run, run / "pids", run / "logs", run / "etcd", layout.socket_dir]
     dirs += [layout.node_dir(node) for node in NODES]
     for path in dirs:
@@ -411,6 +412,8 @@ def ensure_venv(layout: Layout) -> None:
             raise SetupError(f"{layout.python} not found (set TASKHUB_PG_CLUSTER_PYTHON)")
         log(f"making Patroni's virtualenv in {layout.venv}")
         shutil.rmtree(layout.venv, ignore_errors=True)
+        # World-readable whatever the caller's umask: the cluster user runs Patroni from it.
+        os.umask(0o022)
         pip = [str(layout.venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         for argv in (
             [str(layout.python), "-m", "venv", str(layout.venv)],
@@ -466,7 +469,8 @@ def healthy(layout: Layout) -> tuple[str, list[str]] | str:
 
     Fit: three members; one leader `running`; two replicas `streaming`, one of them the
     `sync_standby`; the writer port reaches the leader out of recovery; every node serves the
-    application database (replicas have replayed its creation).
+    application database (replicas have replayed its creation). Creates that database through the
+    writer port the first time it finds it missing.
     """
     found = members(layout)
     if len(found) != len(NODES):
@@ -544,6 +548,10 @@ def down(layout: Layout) -> None:
     run = layout.run_dir
     if not run.exists():
         log(f"{run} does not exist: nothing to stop")
+        return
+    if not any(run.iterdir()):  # e.g. made by a caller for an `up` that failed before using it
+        run.rmdir()
+        log(f"removed empty {run}")
         return
     if not (run / MARKER).exists():
         raise SetupError(f"{run} was not made by pg_cluster.py; not touching it")
