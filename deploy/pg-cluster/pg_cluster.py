@@ -518,7 +518,7 @@ def up(layout: Layout, timeout: float) -> tuple[str, list[str]]:
         for component in pending:
             spawn(layout, component)
             if component.name == "etcd":
-                # Patroni gives up on a DCS it cannot reach at start; wait for it first.
+                # Patroni retries an unreachable etcd only every 5 s: start it once etcd answers.
                 while not etcd_healthy(layout):
                     if running(layout, component) is None:
                         raise NotHealthy(f"etcd exited; see {component.logfile(layout)}")
