@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import random
+import re
 import secrets
 import shutil
+import socket
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -148,3 +155,108 @@ def seed_user(database_url: str, email_index: int = 1) -> tuple[str, str]:
     )
     assert result.returncode == 0, result.stderr
     return f"demo{email_index}@example.com", "demo-password-2026"
+
+
+PG_CLUSTER_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "pg-cluster" / "pg_cluster.py"
+URL_LINE = re.compile(r"(writer|replica): (postgresql\+asyncpg://postgres@127\.0\.0\.1:(\d+)/taskhub)")
+
+
+def free_port_block(count: int) -> int:
+    """First of ``count`` consecutive free loopback ports, picked at random in 16000..32767: below
+    Linux's ephemeral range, so no outgoing connection takes one of them while the cluster runs."""
+    for _ in range(200):
+        base = random.randrange(16000, 32768 - count, 10)
+        if all(_port_free(base + i) for i in range(count)):
+            return base
+    pytest.fail(f"no {count} consecutive free ports in 16000..32767")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class PgCluster:
+    """The etcd + Patroni + HAProxy cluster of ``deploy/pg-cluster``, driven through its script.
+
+    ``writer`` and ``replicas`` are SQLAlchemy asyncpg URLs as ``up`` printed them last.
+    """
+
+    env: dict[str, str]
+    base: int
+    writer: str = ""
+    replicas: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def run(self, command: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(PG_CLUSTER_SCRIPT), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def up(self) -> None:
+        """Run ``up`` (idempotent: it waits for primary + two streaming replicas) and parse its URLs."""
+        done = self.run("up")
+        assert done.returncode == 0, f"pg_cluster.py up failed:\n{done.stderr}"
+        self.lines = done.stdout.splitlines()
+        parsed = [URL_LINE.fullmatch(line) for line in self.lines]
+        assert all(parsed), f"unexpected output lines: {self.lines}"
+        self.writer = next(m.group(2) for m in parsed if m and m.group(1) == "writer")
+        self.replicas = [m.group(2) for m in parsed if m and m.group(1) == "replica"]
+
+    def status(self) -> dict[str, Any]:
+        done = self.run("status", timeout=30)
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return self.run("down", timeout=180)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A three-node Patroni cluster of the session's own: its own run directory and ten free
+    ports (``TASKHUB_TEST_PG_CLUSTER_PORT_BASE`` to pin them), stopped and deleted at the end."""
+    for binary, package in (("etcd", "etcd-server"), ("haproxy", "haproxy")):
+        if shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
+            unavailable(f"{binary} is not installed (apt-get install {package})")
+    base = int(os.environ.get("TASKHUB_TEST_PG_CLUSTER_PORT_BASE") or free_port_block(10))
+    # Not pytest's tmp_path: it lives in root's 0700 directory, which the postgres user cannot enter.
+    run_dir = tempfile.mkdtemp(prefix="taskhub-pg-cluster-test-")
+    env = {
+        **os.environ,
+        "TASKHUB_PG_CLUSTER_DIR": run_dir,
+        "TASKHUB_PG_CLUSTER_PORT_BASE": str(base),
+        "TASKHUB_PG_CLUSTER_TIMEOUT": "120",
+    }
+    cluster = PgCluster(env=env, base=base)
+    try:
+        cluster.up()
+        yield cluster
+    finally:
+        stopped = cluster.down()
+        assert stopped.returncode == 0, stopped.stderr
+        assert not Path(run_dir).exists()
+        assert processes_naming(run_dir) == [], "pg_cluster.py down left processes running"
+
+
+def processes_naming(text: str) -> list[str]:
+    """Command lines of the live processes whose command line contains ``text``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if text in cmdline:
+                    found.append(f"{proc.name}: {cmdline}")
+    return found
