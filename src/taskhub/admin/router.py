@@ -63,4 +63,4 @@ async def list_all_tasks(
 ) -> Response:
     """Every user's tasks: the same query as ``/tasks`` plus ``owner_id``."""
     query = query.model_copy(update={"owner_id": owner_id})
-    return model_response(await task_service.list_page(session, query, paging, owner_id=None))
+    return Response(await task_service.list_page(session, query, paging, owner_id=None), media_type="application/json")

@@ -39,12 +39,18 @@ _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 _READ_ONLY = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None, "skip_autocommit_rollback": True}
 
 
-def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False) -> AsyncEngine:
+def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False, pool_timeout: float = 30) -> AsyncEngine:
     if readonly:
         path = make_url(url).database or ":memory:"
         engine = create_async_engine(url, async_creator=inline_connector(path, timeout=30), **_JSON, **_READ_ONLY)
     else:
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **_JSON)
+        # One writer connection per process: SQLite runs one write transaction at a time anyway,
+        # so writers queue on the pool (an asyncio wait) instead of on SQLite's busy handler in a
+        # thread each. Checkout happens at the first statement, so work before it (argon2 in
+        # login) is not serialized.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=pool_timeout, **_JSON
+        )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -82,7 +88,7 @@ def make_engine(url: str, settings: Settings, *, immediate: bool = True) -> Asyn
     """An async engine for ``url``; SQLite gets WAL, foreign keys and a 30 s busy timeout, and
     transactions that start with ``BEGIN IMMEDIATE`` (or plain ``BEGIN`` without ``immediate``)."""
     if make_url(url).get_backend_name() == "sqlite":
-        return _sqlite_engine(url, immediate=immediate)
+        return _sqlite_engine(url, immediate=immediate, pool_timeout=settings.database_pool_timeout)
     return _postgres_engine(url, settings)
 
 

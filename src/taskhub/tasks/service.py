@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -25,7 +26,7 @@ from taskhub.tasks import events, idempotency
 from taskhub.tasks import repository as task_repo
 from taskhub.tasks.errors import TaskNotFound, VersionMismatch
 from taskhub.tasks.models import PRIORITY_RANK, Task
-from taskhub.tasks.schemas import TaskCreate, TaskPage, TaskQuery, TaskRead, TaskStats
+from taskhub.tasks.schemas import TaskCreate, TaskQuery, TaskRead, TaskStats
 from taskhub.users.models import User
 
 
@@ -211,12 +212,21 @@ def _cursor_after(row: RowMapping, query: TaskQuery) -> str:
     return encode_cursor(query.sort, query.sort_key, value, row["id"])
 
 
+_PAGE_FIELDS = tuple(TaskRead.model_fields)
+
+
+def _item(row: RowMapping) -> dict[str, Any]:
+    return {name: row[name] for name in _PAGE_FIELDS}
+
+
 async def list_page(
     session: AsyncSession, query: TaskQuery, paging: PageParams, *, owner_id: uuid.UUID | None
-) -> TaskPage:
-    """One page of tasks: offset mode (``page``, with ``total``) or keyset mode (``cursor``).
+) -> bytes:
+    """One page of tasks as JSON bytes shaped like :class:`TaskPage`: offset mode (``page``, with
+    ``total``) or keyset mode (``cursor``). ``owner_id`` None lists every user's tasks (admin).
 
-    ``owner_id`` None lists every user's tasks (admin). Raises: UnprocessableEntity (bad cursor).
+    Rows go straight from the database to JSON (orjson; byte-for-byte what ``TaskPage`` would
+    render) without a model per row. Raises: UnprocessableEntity (bad cursor).
     """
     now = utcnow()
     limit = paging.limit
@@ -230,21 +240,28 @@ async def list_page(
         )
     else:
         rows = await task_repo.list_tasks(
-            session, query, owner_id=owner_id, now=now, offset=(page - 1) * limit, after=None, limit=limit + 1
+            session,
+            query,
+            owner_id=owner_id,
+            now=now,
+            offset=(page - 1) * limit,
+            after=None,
+            limit=limit + 1,
+            with_total=True,
         )
-        if page == 1 and len(rows) <= limit:
-            total = len(rows)
-        else:
-            total = await task_repo.count_tasks(session, query, owner_id=owner_id, now=now)
+        # A page past the end has no row to carry the window count.
+        total = rows[0]["total"] if rows else await task_repo.count_tasks(session, query, owner_id=owner_id, now=now)
     has_more = len(rows) > limit
     rows = rows[:limit]
-    return TaskPage(
-        items=[TaskRead.model_validate(t) for t in rows],
-        limit=limit,
-        page=page,
-        total=total,
-        next_cursor=_cursor_after(rows[-1], query) if has_more and rows else None,
-    )
+    body = {
+        "items": [_item(row) for row in rows],
+        "limit": limit,
+        "page": page,
+        "total": total,
+        "next_cursor": _cursor_after(rows[-1], query) if has_more and rows else None,
+    }
+    # default=str: asyncpg hands UUID columns back as its own UUID class, which orjson does not know.
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z, default=str)
 
 
 async def list_page_json(
@@ -265,7 +282,7 @@ async def list_page_json(
         cached = await cache.get(key)
         if cached is not None:
             return cached, True
-    body = (await list_page(session, query, paging, owner_id=actor.id)).model_dump_json().encode()
+    body = await list_page(session, query, paging, owner_id=actor.id)
     if key is not None:
         await cache.set(key, body)
     return body, False
