@@ -81,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by ops.docs from vendored Swagger UI files (works offline)
         redoc_url=None,
         redirect_slashes=False,  # a redirect would name http:// behind a TLS proxy; 404 is clearer
+        # FastAPI's native OpenTelemetry hooks look up the global providers on every request even
+        # when nothing exports; Taskhub's own tracing is configured explicitly (off by default).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.include_router(api_router)
