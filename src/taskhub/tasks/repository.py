@@ -119,18 +119,13 @@ async def list_tasks(
     offset: int | None,
     after: tuple[Any, uuid.UUID] | None,
     limit: int,
-    with_total: bool = False,
 ) -> Sequence[RowMapping]:
     """The :data:`READ_COLUMNS` of tasks matching ``query`` in its sort order: ``limit`` rows from
     ``offset`` or after a keyset position. ``owner_id`` None lists every user's tasks (admin).
-
-    ``with_total`` adds a ``total`` column, the number of matching rows (a window count: one round
-    trip instead of a second ``COUNT`` query; the database counts the matches either way).
     """
     column = _SORT_COLUMNS[query.sort_key.name]
     nullable, descending = query.sort_key.nullable, query.descending
-    columns = (*READ_COLUMNS, func.count().over().label("total")) if with_total else READ_COLUMNS
-    stmt = select(*columns).where(*_filters(session, query, owner_id, now))
+    stmt = select(*READ_COLUMNS).where(*_filters(session, query, owner_id, now))
     if after is not None:
         stmt = stmt.where(keyset_after(column, Task.id, *after, descending=descending, nullable=nullable))
     stmt = stmt.order_by(*keyset_order(column, Task.id, descending=descending, nullable=nullable)).limit(limit)
