@@ -118,7 +118,9 @@ def test_purge_runs_on_an_empty_database(tmp_path: Path) -> None:
     assert run(["migrate"], tmp_path).returncode == 0
     result = run(["purge"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "deleted 0 expired tokens and 0 idempotency records"
+    assert result.stdout.strip() == (
+        "deleted 0 expired tokens, 0 idempotency records, 0 sent outbox events and 0 processed-event records"
+    )
 
 
 def test_openapi_has_no_side_effects_even_in_production(tmp_path: Path) -> None:

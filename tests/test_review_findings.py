@@ -97,7 +97,11 @@ class TestBadInputIsNever500:
             ("/api/v1/admin/tasks", "q=a%00", "q"),
             ("/api/v1/admin/tasks", "due_after=0001-01-01T00:00:00%2B05:00", "due_after"),
             # a cursor whose created_at overflows when converted to UTC
-            ("/api/v1/admin/users", "cursor=eyJzIjoiLWNyZWF0ZWRfYXQiLCJrIjp7InYiOiIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwiaWQiOiIwMTkwMDAwMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDAifX0", "cursor"),
+            (
+                "/api/v1/admin/users",
+                "cursor=eyJzIjoiLWNyZWF0ZWRfYXQiLCJrIjp7InYiOiIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwiaWQiOiIwMTkwMDAwMC0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwMDAifX0",
+                "cursor",
+            ),
         ],
     )
     async def test_admin_queries(

@@ -43,16 +43,18 @@ async def test_purge_deletes_only_expired_rows(
         assert await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=30)) == {
             "tokens": 0,
             "idempotency_keys": 0,
+            "outbox_events": 0,
+            "processed_events": 0,
         }
         # +100 s: the denylist entry (token expired at +60) and the idempotency record (TTL 60) go;
         # the refresh token (expires at +120, kept one access lifetime longer) stays.
         deleted = await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=100))
-        assert deleted == {"tokens": 1, "idempotency_keys": 1}
+        assert deleted == {"tokens": 1, "idempotency_keys": 1, "outbox_events": 0, "processed_events": 0}
         assert await _count(app, RevokedAccessToken) == 0
         assert await _count(app, IdempotencyKey) == 0
         assert await _count(app, RefreshToken) == 1
         deleted = await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=185))
-        assert deleted == {"tokens": 1, "idempotency_keys": 0}
+        assert deleted == {"tokens": 1, "idempotency_keys": 0, "outbox_events": 0, "processed_events": 0}
         assert await _count(app, RefreshToken) == 0
 
 
