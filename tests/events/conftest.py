@@ -60,13 +60,13 @@ class BrokerNames:
         return queue
 
     async def drain(
-        self, queue: AbstractQueue, count: int, timeout: float = 30.0
+        self, queue: AbstractQueue, count: int, within: float = 30.0
     ) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        """Exactly ``count`` messages from ``queue`` (acked), waiting up to ``timeout`` seconds,
+        """Exactly ``count`` messages from ``queue`` (acked), waiting up to ``within`` seconds,
         then half a second more to catch any extra one."""
         got: list[aio_pika.abc.AbstractIncomingMessage] = []
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         extra_until: float | None = None
         while True:
             message = await queue.get(no_ack=True, fail=False)

@@ -73,8 +73,8 @@ async def test_each_event_is_published_with_its_exact_payload_and_routing_key(
     assert ready["checks"]["broker"]["relay_leader"] is True
 
 
-async def _wait_for(predicate: Callable[[], Any], timeout: float, step: float = 0.1) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_for(predicate: Callable[[], Any], within: float, step: float = 0.1) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(step)
@@ -120,7 +120,7 @@ async def test_a_broker_outage_never_fails_a_write_and_every_event_arrives_once_
             assert await probe.get(no_ack=True, fail=False) is None
             await amqp_proxy.restore()
 
-            messages = await broker_names.drain(probe, 16, timeout=30)
+            messages = await broker_names.drain(probe, 16, within=30)
             outbox = await outbox_events(app)
 
         async def counted() -> bool:
@@ -129,7 +129,7 @@ async def test_a_broker_outage_never_fails_a_write_and_every_event_arrives_once_
                 row = (await session.execute(stmt)).one()
             return tuple(row) == (6, 5)
 
-        await _wait_for(counted, timeout=20)
+        await _wait_for(counted, within=20)
         assert worker.applied == 2 * 17  # each event once per consumer (notifications, analytics)
     finally:
         await worker.stop()
@@ -140,5 +140,5 @@ async def test_a_broker_outage_never_fails_a_write_and_every_event_arrives_once_
     for t in tasks:
         mine = [(e["type"], e["version"]) for e in events if e["task_id"] == t["id"]]
         expected = [("task.created", 1), ("task.updated", 2), ("task.completed", 3)]
-        assert mine == (expected + [("task.deleted", 3)] if t is tasks[0] else expected)
+        assert mine == ([*expected, ("task.deleted", 3)] if t is tasks[0] else expected)
     assert before["id"] not in {e["task_id"] for e in events}

@@ -26,6 +26,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from tests.conftest import IN_CI, JWT_SECRET, PG_URL
+from tests.events.conftest import broker_names  # noqa: F401 - the RabbitMQ fixture, for these tests too
 
 BIN = Path(sys.executable).parent
 TASKHUB = shutil.which("taskhub", path=str(BIN)) or "taskhub"

@@ -41,8 +41,8 @@ async def scalar(url: str, query: str, *args: Any) -> Any:
     return (await sql(url, query, *args))[0][0]
 
 
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
     while not await predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
@@ -202,7 +202,7 @@ async def test_two_relays_and_two_workers_over_a_thousand_events(
     assert await scalar(pg, "SELECT count(*) FROM notifications WHERE kind = 'completed'") == 250
     # deleted after completed for every task: no creation time left behind
     assert await scalar(pg, "SELECT count(*) FROM analytics_task_starts") == 0
-    messages = await broker_names.drain(probe, 1000, timeout=30)
+    messages = await broker_names.drain(probe, 1000, within=30)
     events = [payload(m) for m in messages]
     unique = {e["event_id"]: e for e in events}
     assert len(unique) == 1000  # none lost (a relay killed mid-batch may republish: at least once)
