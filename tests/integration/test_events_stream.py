@@ -151,4 +151,5 @@ async def test_a_write_on_one_instance_reaches_a_stream_on_another_and_resume_is
     await close(resumed)
     # Bearer header only: a token in the query string is not accepted
     token = bob["Authorization"].split()[1]
-    assert httpx.get(f"{b.base}/api/v1/events/stream?access_token={token}", timeout=5).status_code == 401
+    async with httpx.AsyncClient(timeout=5) as c:
+        assert (await c.get(f"{b.base}/api/v1/events/stream?access_token={token}")).status_code == 401
