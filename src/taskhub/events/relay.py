@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
 
+import orjson
 import structlog
 from sqlalchemy import Table, bindparam, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from taskhub.config import Settings
 from taskhub.core.timeutil import utcnow
@@ -163,9 +165,21 @@ class _FileLeadership:
         os.close(self.fd)
 
 
-async def _acquire(db: Database, settings: Settings) -> _Leadership | None:
-    if db.dialect == "postgresql":
-        conn = await db.primary.connect()
+def _relay_engine(db: Database) -> AsyncEngine:
+    # The leader's connection lives as long as its leadership: it comes from an engine of its own
+    # (no pool), not from the request pool, which it would shrink by one for good.
+    return create_async_engine(
+        db.url,
+        poolclass=NullPool,
+        json_serializer=lambda v: orjson.dumps(v).decode(),
+        json_deserializer=orjson.loads,
+        connect_args={"server_settings": {"application_name": "taskhub-relay"}},
+    )
+
+
+async def _acquire(db: Database, settings: Settings, engine: AsyncEngine | None) -> _Leadership | None:
+    if engine is not None:
+        conn = await engine.connect()
         try:
             got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})).scalar()
             await conn.commit()
@@ -208,6 +222,7 @@ class Relay:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _next_seq: int = 0
+    _engine: AsyncEngine | None = None
 
     def wake(self) -> None:
         """Start the next pass now (a local commit may have written events)."""
@@ -229,7 +244,9 @@ class Relay:
         while not self._stopping.is_set():
             leadership: _Leadership | None = None
             try:
-                leadership = await _acquire(self.db, self.settings)
+                if self.db.dialect == "postgresql" and self._engine is None:
+                    self._engine = _relay_engine(self.db)
+                leadership = await _acquire(self.db, self.settings, self._engine)
             except Exception as exc:
                 self.status.last_error = repr(exc)
                 log.warning("relay_lock_failed", exc_info=True)
@@ -263,6 +280,8 @@ class Relay:
             finally:
                 self.status.leader = False
                 await leadership.release()
+        if self._engine is not None:
+            await self._engine.dispose()
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
