@@ -18,7 +18,13 @@ from taskhub.db.models import Base
 from taskhub.db.session import make_engine
 from tests.conftest import IN_CI, PG_URL, Backend
 
-EVENT_TABLES = {"processed_events", "notifications", "notification_preferences", "daily_task_stats", "analytics_task_starts"}
+EVENT_TABLES = {
+    "processed_events",
+    "notifications",
+    "notification_preferences",
+    "daily_task_stats",
+    "analytics_task_starts",
+}
 
 
 async def _fresh_url(backend: Backend, tmp_path: Any) -> tuple[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiormq
 import asyncpg
 import httpx
 import pytest
@@ -232,17 +233,26 @@ async def test_a_poison_message_goes_to_the_dlq_and_is_applied_once_after_replay
             h = login(c, email, password)
             task = c.post("/api/v1/tasks", json={"title": "poison"}, headers=h).json()
 
-            def dead() -> list[dict[str, Any]]:
-                out = cli(env, "dlq", "list")
-                assert out.returncode == 0, out.stderr
-                return [json.loads(line) for line in out.stdout.splitlines()]
-
             async def one_dead() -> bool:
-                return len(dead()) == 1
+                channel = await broker_names.connection.channel()  # a failed passive declare closes it
+                try:
+                    queue = await channel.declare_queue(f"{broker_names.prefix}.analytics.dlq", passive=True)
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    return False  # the worker has not declared it yet
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+                return queue.declaration_result.message_count == 1
 
             await wait_until(one_dead, 30, "the dead letter")
     finally:
         await sql(pg, "ALTER TABLE analytics_task_starts_away RENAME TO analytics_task_starts")  # the fix
+
+    def dead() -> list[dict[str, Any]]:
+        out = cli(env, "dlq", "list")
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
     [letter] = dead()
     assert letter["consumer"] == "analytics"
     assert letter["attempts"] == 3  # first try + 2 retries
