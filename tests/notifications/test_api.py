@@ -182,3 +182,11 @@ async def test_history_counts_created_and_completed_per_day(
         assert len((await client.get("/api/v1/tasks/stats/history", headers=h)).json()["items"]) == 30
         assert (await client.get("/api/v1/tasks/stats/history?days=0", headers=h)).status_code == 422
         assert (await client.get("/api/v1/tasks/stats/history?days=367", headers=h)).status_code == 422
+
+
+def test_a_title_with_line_breaks_cannot_add_email_headers() -> None:
+    from taskhub.notifications.service import email_message
+
+    message = email_message(Settings(smtp_from="hub@x.io"), "a@x.io", "A", "overdue", "pay\r\nBcc: evil@x.io\nnow")
+    assert message["Subject"] == "Overdue: pay Bcc: evil@x.io now"
+    assert message["Bcc"] is None

@@ -113,7 +113,8 @@ def email_message(settings: Settings, to: str, name: str, kind: str, title: str)
     message = EmailMessage()
     message["From"] = settings.smtp_from
     message["To"] = to
-    message["Subject"] = SUBJECTS[kind].format(title=title)
+    # A title may hold line breaks; a header may not (that would be header injection).
+    message["Subject"] = SUBJECTS[kind].format(title=" ".join(title.split()))
     message.set_content(f"Hello {name},\n\n{message['Subject']}.\n\n-- Taskhub\n")
     return message
 
