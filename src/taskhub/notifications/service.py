@@ -135,7 +135,7 @@ async def send_pending_emails(db: Database, settings: Settings, *, batch: int = 
                 await aiosmtplib.send(
                     email_message(settings, row["email"], row["name"], row["kind"], row["title"]), **params
                 )
-            except (aiosmtplib.SMTPException, OSError) as exc:
+            except Exception as exc:  # SMTP, network or a bad address: each counts as one attempt
                 log.warning("email_failed", notification_id=str(row["id"]), attempts=attempts, error=repr(exc))
                 status = "failed" if attempts >= MAX_EMAIL_ATTEMPTS else "pending"
                 await repo.set_email_status(session, row["id"], status, attempts)
