@@ -190,3 +190,33 @@ def test_a_title_with_line_breaks_cannot_add_email_headers() -> None:
     message = email_message(Settings(smtp_from="hub@x.io"), "a@x.io", "A", "overdue", "pay\r\nBcc: evil@x.io\nnow")
     assert message["Subject"] == "Overdue: pay Bcc: evil@x.io now"
     assert message["Bcc"] is None
+
+
+async def test_an_unreachable_smtp_server_is_tried_five_times_then_given_up(
+    app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+) -> None:
+    from sqlalchemy import select
+
+    from taskhub.notifications.models import Notification
+    from taskhub.notifications.service import MAX_EMAIL_ATTEMPTS, send_pending_emails
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    app = await app_factory(settings_factory(smtp_url=f"smtp://127.0.0.1:{closed_port}"))
+    db, settings = ctx_of(app).db, ctx_of(app).settings
+    async with client_for(app) as client:
+        api = Api(client)
+        h = await api.user("nosmtp@x.io")
+        task = await api.task(h, title="t")
+        await client.patch(f"/api/v1/tasks/{task['id']}", json={"status": "done"}, headers=h)
+
+        async def email_state() -> Any:
+            async with db.unit_of_work(readonly=True) as session:
+                row = (await session.execute(select(Notification.email_status, Notification.email_attempts))).first()
+            return tuple(row) if row else None
+
+        await eventually(email_state)
+        for _ in range(MAX_EMAIL_ATTEMPTS):
+            assert await send_pending_emails(db, settings) == 0
+        assert await email_state() == ("failed", MAX_EMAIL_ATTEMPTS)
