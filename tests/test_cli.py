@@ -87,7 +87,9 @@ def test_purge_runs_on_an_empty_database(tmp_path: Path) -> None:
     assert run(["migrate"], tmp_path).returncode == 0
     result = run(["purge"], tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "deleted 0 expired tokens and 0 idempotency records"
+    assert result.stdout.strip() == (
+        "deleted 0 expired tokens, 0 idempotency records, 0 sent outbox events and 0 processed-event records"
+    )
 
 
 def test_openapi_has_no_side_effects_even_in_production(tmp_path: Path) -> None:
@@ -97,3 +99,18 @@ def test_openapi_has_no_side_effects_even_in_production(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["info"]["title"] == "Taskhub"
     assert not data_dir.exists()
+
+
+def test_worker_and_dlq_need_a_broker(tmp_path: Path) -> None:
+    for args in (["worker"], ["dlq", "list"], ["dlq", "replay"]):
+        result = run(args, tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "TASKHUB_BROKER_URL" in result.stderr
+
+
+def test_dlq_refuses_an_unknown_consumer(tmp_path: Path) -> None:
+    result = run(
+        ["dlq", "list", "--consumer", "billing"], tmp_path, TASKHUB_BROKER_URL="amqp://guest:guest@127.0.0.1:1/"
+    )
+    assert result.returncode == 2
+    assert "unknown consumer billing (known: notifications, analytics)" in result.stderr

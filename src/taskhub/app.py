@@ -27,6 +27,7 @@ from taskhub.core.middleware import BodyGuardMiddleware
 from taskhub.core.observability import RequestIdMiddleware, configure_logging
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
+from taskhub.events.runtime import EventsRuntime
 from taskhub.ops.housekeeping import run_periodically
 from taskhub.urls import API_PREFIX
 
@@ -59,13 +60,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx = build_context(settings)
         app.state.ctx = ctx
         purger: asyncio.Task[None] | None = None
+        events = EventsRuntime(ctx)
+        app.state.events = events
         try:
             if migrate_on_start:
                 await migrate.upgrade(ctx.db.primary)
             if settings.purge_interval > 0:
                 purger = asyncio.create_task(run_periodically(ctx.db, settings))
+            await events.start()
             yield
         finally:
+            await events.stop()
             if purger is not None:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,5 @@
-"""The ``taskhub`` command line (typer): serve, migrate, create-admin, seed-demo, openapi."""
+"""The ``taskhub`` command line (typer): serve, migrate, create-admin, seed-demo, purge, openapi,
+relay, worker, dlq."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import os
 import random
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -227,7 +228,148 @@ def purge() -> None:
             await db.dispose()
 
     deleted = asyncio.run(_run())
-    typer.echo(f"deleted {deleted['tokens']} expired tokens and {deleted['idempotency_keys']} idempotency records")
+    typer.echo(
+        f"deleted {deleted['tokens']} expired tokens, {deleted['idempotency_keys']} idempotency records, "
+        f"{deleted['outbox_events']} sent outbox events and {deleted['processed_events']} processed-event records"
+    )
+
+
+async def _until_signalled() -> None:
+    """Run until SIGINT/SIGTERM."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def relay() -> None:
+    """Run the outbox relay alone (``serve`` runs one too unless TASKHUB_RELAY_ENABLED=false).
+
+    Leader-elected: any number may run; one publishes, the others stand by. Live streams get its
+    events through Redis (TASKHUB_REDIS_URL); without Redis run the relay inside ``serve``.
+    """
+    from taskhub.core.observability import configure_logging
+    from taskhub.db.session import Database
+    from taskhub.events.relay import Fanout, Relay, make_sink
+    from taskhub.events.runtime import stream_channel
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def _run() -> None:
+        from redis.asyncio import Redis
+
+        db = Database(settings)
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        fanout: Fanout | None = None
+        if redis is not None:
+            channel = stream_channel(settings.broker_queue_prefix)
+
+            async def publish(events: Any) -> None:
+                from taskhub.events.stream import RedisFanout, StreamHub
+
+                await RedisFanout(redis, channel, StreamHub()).publish(events)
+
+            fanout = publish
+        relay = Relay(db, settings, make_sink(db, settings), fanout=fanout)
+        task = asyncio.create_task(relay.run())
+        try:
+            await _until_signalled()
+        finally:
+            task.cancel()
+            await asyncio.wait([task], timeout=5)
+            await relay.sink.close()
+            if redis is not None:
+                await redis.aclose()
+            await db.dispose()
+
+    asyncio.run(_run())
+
+
+@app.command()
+def worker() -> None:
+    """Consume the broker's queues (notifications, analytics) and run the reminder scheduler and
+    the email sender. Needs TASKHUB_BROKER_URL; any number may run (see docs/operations.md)."""
+    from taskhub.core.observability import configure_logging
+    from taskhub.db.session import Database
+    from taskhub.worker.consumer import Worker
+    from taskhub.worker.loops import run_email_sender, run_scheduler
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.broker_url:
+        typer.echo(
+            "error: taskhub worker needs TASKHUB_BROKER_URL (embedded mode runs handlers inside serve)", err=True
+        )
+        raise typer.Exit(2)
+
+    async def _run() -> None:
+        db = Database(settings)
+        consumer = Worker(db, settings)
+        await consumer.start()
+        loops = [asyncio.create_task(run_scheduler(db, settings)), asyncio.create_task(run_email_sender(db, settings))]
+        typer.echo("worker consuming", err=True)
+        try:
+            await _until_signalled()
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.wait(loops, timeout=5)
+            await consumer.stop()
+            await db.dispose()
+
+    asyncio.run(_run())
+
+
+dlq_app = typer.Typer(help="Dead-letter queues: messages that failed every attempt.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+ConsumerOption = Annotated[list[str] | None, typer.Option("--consumer", help="Only this consumer (repeatable)")]
+
+
+def _dlq_consumers(consumer: list[str] | None) -> list[str]:
+    from taskhub.events.dispatch import consumer_names
+
+    names = list(consumer_names())
+    chosen = consumer or names
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        typer.echo(f"error: unknown consumer {', '.join(unknown)} (known: {', '.join(names)})", err=True)
+        raise typer.Exit(2)
+    return chosen
+
+
+@dlq_app.command("list")
+def dlq_list(consumer: ConsumerOption = None) -> None:
+    """Print each dead-lettered message as one JSON line: consumer, attempts, error, event."""
+    from taskhub.worker.dlq import list_dead
+
+    settings = _settings()
+    if not settings.broker_url:
+        typer.echo("error: TASKHUB_BROKER_URL is not set", err=True)
+        raise typer.Exit(2)
+    for dead in asyncio.run(list_dead(settings, _dlq_consumers(consumer))):
+        line = {"consumer": dead.consumer, "attempts": dead.attempts, "error": dead.error, "event": dead.event}
+        typer.echo(json.dumps(line))
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    consumer: ConsumerOption = None,
+    event_id: Annotated[str | None, typer.Option(help="Only the message of this event")] = None,
+) -> None:
+    """Move dead-lettered messages back to their queue (fix the cause first)."""
+    from taskhub.worker.dlq import replay
+
+    settings = _settings()
+    if not settings.broker_url:
+        typer.echo("error: TASKHUB_BROKER_URL is not set", err=True)
+        raise typer.Exit(2)
+    moved = asyncio.run(replay(settings, _dlq_consumers(consumer), event_id))
+    typer.echo(f"replayed {moved} messages")
 
 
 @app.command()

@@ -64,12 +64,34 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     workers: int = Field(default=1, ge=1)
     auto_migrate: bool | None = None
+    # Events (docs/operations.md, "Events"). Without broker_url the relay delivers in-process.
+    broker_url: str | None = None  # amqp://user:pass@host:5672/vhost
+    broker_exchange: str = "taskhub.events"
+    broker_queue_prefix: str = "taskhub"  # queues are <prefix>.<consumer>, .retry.<n>, .dlq
+    relay_enabled: bool = True  # run the outbox relay inside `serve` (leader-elected)
+    relay_batch_size: int = Field(default=200, ge=1, le=10_000)
+    relay_poll_interval: float = Field(default=0.1, gt=0)  # seconds between outbox polls when idle
+    outbox_retention: int = Field(default=86_400, ge=0)  # seconds sent events stay (stream resume)
+    worker_prefetch: int = Field(default=32, ge=1)
+    worker_concurrency: int = Field(default=8, ge=1)  # handlers in flight (never two for one task)
+    worker_retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [1.0, 10.0, 60.0])
+    scheduler_interval: float = Field(default=60.0, gt=0)  # seconds between due/overdue scans
+    smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for implicit TLS)
+    smtp_from: str = "taskhub@localhost"
+    sse_heartbeat: float = Field(default=15.0, gt=0)  # seconds between comment lines on idle streams
 
     @field_validator("database_replica_urls", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("worker_retry_delays", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("trusted_proxies")

@@ -30,6 +30,7 @@ import redis
 from sqlalchemy.engine import make_url
 
 from tests.conftest import JWT_SECRET, PG_URL, unavailable
+from tests.events.conftest import broker_names  # noqa: F401 - the RabbitMQ fixture, for these tests too
 from tests.servers import TASKHUB, ServerProcess, free_port, serve
 
 SHARED_REDIS = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")

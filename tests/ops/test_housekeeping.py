@@ -43,16 +43,18 @@ async def test_purge_deletes_only_expired_rows(
         assert await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=30)) == {
             "tokens": 0,
             "idempotency_keys": 0,
+            "outbox_events": 0,
+            "processed_events": 0,
         }
         # +100 s: the denylist entry (token expired at +60) and the idempotency record (TTL 60) go;
         # the refresh token (expires at +120, kept one access lifetime longer) stays.
         deleted = await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=100))
-        assert deleted == {"tokens": 1, "idempotency_keys": 1}
+        assert deleted == {"tokens": 1, "idempotency_keys": 1, "outbox_events": 0, "processed_events": 0}
         assert await _count(app, RevokedAccessToken) == 0
         assert await _count(app, IdempotencyKey) == 0
         assert await _count(app, RefreshToken) == 1
         deleted = await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=185))
-        assert deleted == {"tokens": 1, "idempotency_keys": 0}
+        assert deleted == {"tokens": 1, "idempotency_keys": 0, "outbox_events": 0, "processed_events": 0}
         assert await _count(app, RefreshToken) == 0
 
 
@@ -117,3 +119,45 @@ async def test_purge_keeps_used_tokens_of_live_families(
         assert replay.json()["title"] == "Refresh token reuse detected"
         after = await client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
         assert after.status_code == 401
+
+
+async def test_sent_events_are_kept_for_the_retention_window_and_unsent_ones_forever(
+    app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+) -> None:
+    from taskhub.events.models import OutboxEvent, ProcessedEvent
+
+    settings = settings_factory(outbox_retention=600, purge_interval=0)
+    app = await app_factory(settings)
+    async with client_for(app) as client:
+        h = await Api(client).user("retention@x.io")
+        await client.post("/api/v1/tasks", json={"title": "sent"}, headers=h)
+        for _ in range(200):  # the in-process relay applies it to both consumers, then marks it sent
+            if await _count(app, ProcessedEvent) == 2 and await _count_sent(app) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await _stop_relay(app)
+        await client.post("/api/v1/tasks", json={"title": "never sent"}, headers=h)
+    start = utcnow()
+    assert await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=500)) == {
+        "tokens": 0,
+        "idempotency_keys": 0,
+        "outbox_events": 0,
+        "processed_events": 0,
+    }
+    deleted = await purge_once(ctx_of(app).db, settings, now=start + timedelta(seconds=700))
+    assert deleted == {"tokens": 0, "idempotency_keys": 0, "outbox_events": 1, "processed_events": 2}
+    assert await _count(app, OutboxEvent) == 1  # the unsent one stays, however old
+    assert await _count_sent(app) == 0
+
+
+async def _count_sent(app: Any) -> int:
+    from taskhub.events.models import OutboxEvent
+
+    async with ctx_of(app).db.unit_of_work(readonly=True) as session:
+        stmt = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_not(None))
+        return int((await session.execute(stmt)).scalar_one())
+
+
+async def _stop_relay(app: Any) -> bool:
+    await app.state.events.stop()
+    return True

@@ -1,0 +1,1 @@
+"""Per-user daily counters maintained from task events (``/tasks/stats/history``)."""

@@ -1,0 +1,1 @@
+"""``taskhub worker``: consumes the broker's queues and runs the notification scheduler."""
