@@ -78,7 +78,7 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("created", sa.Integer(), nullable=False),
         sa.Column("completed", sa.Integer(), nullable=False),
-        sa.Column("completion_seconds", _BIGINT, nullable=False),
+        sa.Column("completion_seconds", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"], ["users.id"], name=op.f("fk_daily_task_stats_user_id_users"), ondelete="CASCADE"
         ),
