@@ -109,20 +109,28 @@ class _LocalDecisions:
             self.entries.popitem(last=False)
 
 
-class MemoryAuthCache:
+class _CachedDecisions:
+    """Hit and miss counts of the in-process decisions (``_local``)."""
+
+    _local: _LocalDecisions
+
+    @property
+    def hits(self) -> int:
+        """Lookups served from the cache."""
+        return self._local.hits
+
+    @property
+    def misses(self) -> int:
+        """Lookups that had to read the database."""
+        return self._local.misses
+
+
+class MemoryAuthCache(_CachedDecisions):
     """Decisions and generations in this process (embedded mode, one process)."""
 
     def __init__(self, *, ttl: float = 30.0, max_entries: int = 50_000) -> None:
         self._local = _LocalDecisions(ttl, max_entries)
         self._generations: dict[uuid.UUID, int] = {}
-
-    @property
-    def hits(self) -> int:
-        return self._local.hits
-
-    @property
-    def misses(self) -> int:
-        return self._local.misses
 
     async def lookup(self, jti: str, user_id: uuid.UUID) -> AuthLookup:
         stamp = self._generations.get(user_id, 0)
@@ -139,7 +147,7 @@ class MemoryAuthCache:
         return None
 
 
-class RedisAuthCache:
+class RedisAuthCache(_CachedDecisions):
     """Decisions in this process, generations and the denylist in Redis (shared by every instance).
 
     Args:
@@ -168,14 +176,6 @@ class RedisAuthCache:
         self._local = _LocalDecisions(ttl, max_entries)
         self._pending: set[uuid.UUID] = set()
         self._retry: asyncio.Task[None] | None = None
-
-    @property
-    def hits(self) -> int:
-        return self._local.hits
-
-    @property
-    def misses(self) -> int:
-        return self._local.misses
 
     def _gen_key(self, user_id: uuid.UUID) -> str:
         return f"{self.ns}:authgen:{user_id.hex}"
