@@ -548,6 +548,12 @@ def test_a_draft_survives_an_ended_session(server: Server, page: Page, probe: Pa
 def test_changes_made_elsewhere_are_reported_not_overwritten(server: Server, page: Page, probe: PageProbe) -> None:
     server.register("race@example.com", "Race")
     token = server.token("race@example.com")
+    # This page must not hear of the changes made elsewhere (as when a proxy cuts the live stream):
+    # every stream it opens ends at once, empty.
+    page.route(
+        re.compile(r".*/api/v1/events/stream$"),
+        lambda route: route.fulfill(status=200, content_type="text/event-stream", body=""),
+    )
     task = server.create_task(token, title="Shared task")
     gone = server.create_task(token, title="Soon gone")
     open_signed_in(page, server, "race@example.com")

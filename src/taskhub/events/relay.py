@@ -310,9 +310,15 @@ class Relay:
                 .order_by(_outbox.c.id)
                 .limit(self.settings.relay_batch_size)
             )
-            rows = (await conn.execute(stmt)).all()
-            # rollback, not commit: a read has nothing to commit, and a commit would wake this relay
-            await conn.rollback()
+            if self.db.dialect == "sqlite":
+                # SQLite's write connections start with BEGIN IMMEDIATE: polling there would take
+                # the write lock ten times a second. The read engine takes none.
+                async with self.db.readers[0].connect() as reader:
+                    rows = (await reader.execute(stmt)).all()
+            else:
+                rows = (await conn.execute(stmt)).all()
+                # rollback, not commit: a read has nothing to commit, and a commit would wake this relay
+                await conn.rollback()
         except Exception as exc:
             raise _DatabaseError from exc
         if not rows:

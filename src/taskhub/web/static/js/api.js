@@ -168,3 +168,30 @@ export async function logout() {
     accessToken = null;
   }
 }
+
+/**
+ * Open a streaming GET (Server-Sent Events) with the access token in the Authorization header
+ * (EventSource cannot send one). On 401 the token is renewed once, as in request(). Resolves to
+ * the open Response; throws ApiError (status 0 for a network failure or an abort).
+ */
+export async function openStream(path, { headers = {}, signal } = {}) {
+  const send = () => {
+    const h = { Accept: "text/event-stream", ...headers };
+    if (accessToken) h.Authorization = "Bearer " + accessToken;
+    return rawFetch(BASE + path, { method: "GET", headers: h, signal });
+  };
+  const tokenSent = accessToken;
+  let res = await send();
+  if (res.status === 401) {
+    const renewed = accessToken !== null && accessToken !== tokenSent ? true : await refreshSession();
+    if (renewed) res = await send();
+    if (!renewed || res.status === 401) {
+      accessToken = null;
+      const message = "Your session has ended. Please sign in again.";
+      sessionEnded(message);
+      throw new ApiError(401, null, message);
+    }
+  }
+  if (!res.ok) throw errorFrom(res, await parseBody(res));
+  return res;
+}

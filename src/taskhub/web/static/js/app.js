@@ -3,6 +3,7 @@ import * as api from "./api.js";
 import { $, say, sayBriefly, highlightedFields, showFieldErrors, clearFieldErrors, describeError } from "./dom.js";
 import { initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen, startTasksFor } from "./tasks/screen.js";
 import { initAdmin, refreshAdmin, resetAdmin } from "./admin.js";
+import { startLive, stopLive } from "./live.js";
 
 const SCREENS = ["screen-loading", "screen-auth", "screen-tasks", "screen-admin"];
 let me = null; // GET /users/me of the signed-in person
@@ -32,6 +33,7 @@ function setTasksUrl() {
 function showAuth(form = "signin", message = "", kind = "info", { keepDraft = true } = {}) {
   if (me) $("signin-email").value = me.email; // make signing in again one field shorter
   me = null;
+  stopLive();
   api.forgetSession();
   resetTasksScreen({ keepDraft });
   show("screen-auth");
@@ -148,6 +150,7 @@ async function onSignUp(ev) {
 async function onSignOut() {
   const button = $("signout");
   button.disabled = true;
+  stopLive(); // before the token is revoked: a revoked stream would end the session with an error
   try {
     await api.logout();
     // The next person to sign in on this device starts from a clean URL, not from these filters.
@@ -158,6 +161,7 @@ async function onSignOut() {
     showAuth("signin", "You have signed out.", "success", { keepDraft: false });
   } catch (err) {
     if (err.status === 401) return; // the session had already ended; the sign-in screen is showing
+    startLive(); // still signed in
     say($("topbar-msg"), "Could not sign out: " + describeError(err), "error");
   } finally {
     button.disabled = false;
@@ -190,6 +194,7 @@ async function enterApp(message = "") {
   lastUserId = me.id;
   sayBriefly($("topbar-msg"), typeof message === "function" ? message(me) : message, "success");
   startTasksFor(me.id);
+  startLive();
   await route({ focus: true });
 }
 
