@@ -24,11 +24,13 @@ from taskhub.config import Settings
 from taskhub.context import build_context
 from taskhub.core.errors import install_error_handlers
 from taskhub.core.middleware import BodyGuardMiddleware
-from taskhub.core.observability import RequestIdMiddleware, configure_logging
+from taskhub.core.observability import InFlight, RequestIdMiddleware, configure_logging
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
 from taskhub.events.runtime import EventsRuntime
+from taskhub.ops.drain import Drain
 from taskhub.ops.housekeeping import run_periodically
+from taskhub.ops.metrics import Telemetry
 from taskhub.urls import API_PREFIX
 
 DESCRIPTION = """
@@ -53,12 +55,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
+    in_flight = InFlight()
+    drain = Drain(in_flight, min_seconds=settings.drain_seconds)
     migrate_on_start = settings.is_sqlite if settings.auto_migrate is None else settings.auto_migrate
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings)
         app.state.ctx = ctx
+        app.state.telemetry = telemetry = Telemetry.start(ctx)
+        drain.install()
         purger: asyncio.Task[None] | None = None
         events = EventsRuntime(ctx)
         app.state.events = events
@@ -75,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
+            drain.uninstall()
+            await telemetry.aclose()
             await ctx.aclose()
 
     app = FastAPI(
@@ -90,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # when nothing exports; Taskhub's own tracing is configured explicitly (off by default).
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    app.state.drain = drain
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(root_router)
@@ -125,5 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "RateLimit-Reset",
             ],
         )
-    app.add_middleware(RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/")
+    app.add_middleware(
+        RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/", in_flight=in_flight
+    )
     return app
