@@ -346,8 +346,8 @@ class Sampler:
                 self.m.db_pool_checked_out.labels(name).set(_call(pool, "checkedout"))
                 self.m.db_pool_overflow.labels(name).set(max(0, _call(pool, "overflow")))
         for cache_name, cache in self.caches.items():
-            for result in ("hit", "miss"):
-                value = int(getattr(cache, result + "s", 0))
+            for result, attribute in (("hit", "hits"), ("miss", "misses")):
+                value = int(getattr(cache, attribute, 0))
                 key = (cache_name, result)
                 delta = value - self._seen.get(key, 0)
                 self._seen[key] = value
