@@ -116,7 +116,7 @@ class TestDependencyMetrics:
         # SQLite reads have a pool of their own; PostgreSQL without replicas reads on the primary's.
         # (The registry is per process: an earlier test's SQLite app may have left "reader".)
         assert {"primary", "reader"} >= engines >= ({"primary", "reader"} if ctx_of(app).db.dialect == "sqlite" else {"primary"})
-        expected_size = 5 if ctx_of(app).db.dialect == "sqlite" else 20
+        expected_size = 1 if ctx_of(app).db.dialect == "sqlite" else 20  # SQLite: one writer connection
         assert sample(samples, "taskhub_db_pool_size_connections", engine="primary") == expected_size
         assert sample(samples, "taskhub_db_pool_checked_out_connections", engine="primary") == 0
 
