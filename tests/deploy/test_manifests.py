@@ -11,7 +11,8 @@
 - ``ecs/``: botocore's models of the AWS API requests the files are fed to
   (``RegisterTaskDefinition``, ``RegisterScalableTarget``, ``PutScalingPolicy``), plus the seed's figures.
 - ``nginx/nginx.conf`` (a placeholder until the fleet work) and ``monitoring/prometheus.yml``:
-  parsed, and their targets matched against the compose services.
+  parsed, and their targets matched against the compose services (``test_monitoring.py`` runs
+  ``promtool`` on the monitoring files).
 
 Every ``TASKHUB_*`` name is checked against :class:`taskhub.config.Settings` (which ignores unknown
 names silently), and every ``taskhub ...`` command line is parsed by the real CLI.
@@ -561,7 +562,7 @@ class TestCompose:
                 context = (base / service["build"]["context"]).resolve()
                 assert context == ROOT
                 assert (context / service["build"]["dockerfile"]).resolve() == DOCKERFILE
-        assert sorted(mounts) == ["../monitoring/prometheus.yml", "../nginx/nginx.conf"]
+        assert sorted(mounts) == ["../monitoring/alerts.yml", "../monitoring/prometheus.yml", "../nginx/nginx.conf"]
 
     def test_prometheus_scrapes_every_api_instance(self) -> None:
         config = yaml.safe_load(PROMETHEUS_CONF.read_text())
