@@ -15,11 +15,12 @@ free of secrets (tokens travel in headers and bodies only, SPEC "Events").
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import IO, Any
 
@@ -45,6 +46,15 @@ trace_injector: Callable[[dict[str, str]], None] | None = None
 trace_id_getter: Callable[[], str | None] | None = None
 
 REQUEST_ID_HEADER = "x-request-id"
+
+
+def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
+    """True when an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and ``OTEL_SDK_DISABLED`` is not ``true``: then
+    ``core.tracing`` is loaded; otherwise nothing of OpenTelemetry's SDK ever is."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 def message_headers() -> dict[str, str]:

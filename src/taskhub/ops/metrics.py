@@ -31,6 +31,10 @@ router = APIRouter(tags=["operations"])
 OUTBOX_COUNT_LIMIT = 100_000
 #: Seconds the outbox statements may take before the scrape goes on without them.
 OUTBOX_QUERY_TIMEOUT = 2.0
+#: The families computed at each scrape (not per process): backlog, age of the oldest, read error.
+OUTBOX_UNSENT = "taskhub_outbox_unsent_events"
+OUTBOX_OLDEST_AGE = "taskhub_outbox_oldest_unsent_age_seconds"
+OUTBOX_SCRAPE_ERROR = "taskhub_outbox_scrape_error"
 
 
 @router.get("/metrics", include_in_schema=False)
@@ -59,7 +63,7 @@ async def outbox_backlog(db: Database) -> list[Metric]:
     unsent = select(OutboxEvent.id).where(OutboxEvent.sent_at.is_(None))
     count_stmt = select(func.count()).select_from(unsent.limit(OUTBOX_COUNT_LIMIT).subquery())
     oldest_stmt = unsent.with_only_columns(OutboxEvent.created_at).order_by(OutboxEvent.id).limit(1)
-    error = GaugeMetricFamily("taskhub_outbox_scrape_error", "1 when the outbox backlog could not be read.")
+    error = GaugeMetricFamily(OUTBOX_SCRAPE_ERROR, "1 when the outbox backlog could not be read.")
 
     async def read() -> tuple[int, float]:
         async with db.unit_of_work(readonly=True) as session:
@@ -74,9 +78,9 @@ async def outbox_backlog(db: Database) -> list[Metric]:
         return [error]
     error.add_metric([], 0)
     return [
-        GaugeMetricFamily("taskhub_outbox_unsent_events", "Outbox events not yet published.", value=count),
+        GaugeMetricFamily(OUTBOX_UNSENT, "Outbox events not yet published.", value=count),
         GaugeMetricFamily(
-            "taskhub_outbox_oldest_unsent_age_seconds",
+            OUTBOX_OLDEST_AGE,
             "Age of the oldest unpublished outbox event (0 when none).",
             value=max(0.0, age),
         ),
