@@ -286,6 +286,7 @@ def relay() -> None:
     from taskhub.db.session import Database
     from taskhub.events.relay import Fanout, Relay, make_sink
     from taskhub.events.runtime import stream_channel
+    from taskhub.ops.metrics import standalone_process
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -306,16 +307,17 @@ def relay() -> None:
 
             fanout = publish
         relay = Relay(db, settings, make_sink(db, settings), fanout=fanout)
-        task = asyncio.create_task(relay.run())
-        try:
-            await _until_signalled()
-        finally:
-            task.cancel()
-            await asyncio.wait([task], timeout=5)
-            await relay.sink.close()
-            if redis is not None:
-                await redis.aclose()
-            await db.dispose()
+        async with standalone_process(db, settings, service="taskhub-relay", redis=redis is not None):
+            task = asyncio.create_task(relay.run())
+            try:
+                await _until_signalled()
+            finally:
+                task.cancel()
+                await asyncio.wait([task], timeout=5)
+                await relay.sink.close()
+                if redis is not None:
+                    await redis.aclose()
+                await db.dispose()
 
     asyncio.run(_run())
 
@@ -326,6 +328,7 @@ def worker() -> None:
     the email sender. Needs TASKHUB_BROKER_URL; any number may run (see docs/operations.md)."""
     from taskhub.core.observability import configure_logging
     from taskhub.db.session import Database
+    from taskhub.ops.metrics import standalone_process
     from taskhub.worker.consumer import Worker
     from taskhub.worker.loops import run_email_sender, run_scheduler
 
@@ -339,18 +342,22 @@ def worker() -> None:
 
     async def _run() -> None:
         db = Database(settings)
-        consumer = Worker(db, settings)
-        await consumer.start()
-        loops = [asyncio.create_task(run_scheduler(db, settings)), asyncio.create_task(run_email_sender(db, settings))]
-        typer.echo("worker consuming", err=True)
-        try:
-            await _until_signalled()
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.wait(loops, timeout=5)
-            await consumer.stop()
-            await db.dispose()
+        async with standalone_process(db, settings, service="taskhub-worker"):
+            consumer = Worker(db, settings)
+            await consumer.start()
+            loops = [
+                asyncio.create_task(run_scheduler(db, settings)),
+                asyncio.create_task(run_email_sender(db, settings)),
+            ]
+            typer.echo("worker consuming", err=True)
+            try:
+                await _until_signalled()
+            finally:
+                for task in loops:
+                    task.cancel()
+                await asyncio.wait(loops, timeout=5)
+                await consumer.stop()
+                await db.dispose()
 
     asyncio.run(_run())
 

@@ -4,11 +4,14 @@ and the graceful drain on SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
 import socket
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,11 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tests.conftest import JWT_SECRET
+from tests.events.conftest import BrokerNames
 from tests.helpers import parse_metrics, sample
-from tests.servers import ServerProcess, serve
+from tests.integration.conftest import seed_user
+from tests.servers import TASKHUB, ServerProcess, free_port, serve, taskhub_env
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +46,11 @@ def per_process_counts(directory: Path, route: str, status: str) -> dict[str, fl
         pid = path.stem.split("_")[-1]
         for family in MultiProcessCollector.merge([str(path)], accumulate=False):  # type: ignore[no-untyped-call]
             for s in family.samples:
-                if s.name == "taskhub_http_requests_total" and s.labels.get("route") == route and s.labels.get(
-                    "status"
-                ) == status:
+                if (
+                    s.name == "taskhub_http_requests_total"
+                    and s.labels.get("route") == route
+                    and s.labels.get("status") == status
+                ):
                     counts[pid] = counts.get(pid, 0.0) + s.value
     return counts
 
@@ -122,7 +130,10 @@ def test_no_secret_reaches_any_log_line(tmp_path: Path) -> None:
         assert r.status_code == 204
         assert c.post("/api/v1/auth/login", json={"email": "ann@x.io", "password": WRONG_PASSWORD}).status_code == 401
         form = c.post("/api/v1/auth/token", data={"username": "ann@x.io", "password": NEW_PASSWORD}).json()
-        assert c.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {form['access_token']}"}).status_code == 204
+        assert (
+            c.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {form['access_token']}"}).status_code
+            == 204
+        )
         for tokens in (first, second, form):
             secrets += [tokens["access_token"], tokens["refresh_token"]]
             secrets.append(tokens["access_token"].rsplit(".", 1)[1])  # the JWT signature alone
@@ -186,3 +197,63 @@ def test_drain_seconds_hold_the_instance_up(tmp_path: Path) -> None:
         started = time.monotonic()
         server.proc.wait(timeout=10)
         assert 0.5 <= time.monotonic() - started < 4
+
+
+async def test_one_grep_follows_a_change_from_the_request_to_the_worker(
+    pg_url: str, broker_names: BrokerNames, start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """A real ``serve`` (its relay publishes to RabbitMQ) and a real ``taskhub worker``, JSON logs:
+    the request id of a write is on the access line, and on the worker's line for each consumer,
+    with the event id; the worker's own /metrics counts what it handled."""
+    # (async only for the RabbitMQ fixture; the processes are driven from a thread)
+    await asyncio.to_thread(_follow_one_change, pg_url, broker_names.env(), start_server, tmp_path)
+
+
+def _follow_one_change(
+    pg_url: str, broker_env: dict[str, str], start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    email, password = seed_user(pg_url)
+    env = {"TASKHUB_DATABASE_URL": pg_url, "TASKHUB_LOG_FORMAT": "json", "TASKHUB_LOG_LEVEL": "INFO",
+           **broker_env}  # fmt: skip
+    server = start_server(**env)
+    metrics_port = free_port()
+    worker_log = tmp_path / "worker.log"
+    with worker_log.open("wb") as out:
+        worker = subprocess.Popen(
+            [TASKHUB, "worker"],
+            env=taskhub_env(tmp_path, **env, TASKHUB_JWT_SECRET=JWT_SECRET, TASKHUB_METRICS_PORT=str(metrics_port)),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        with server.client() as c:
+            token = c.post("/api/v1/auth/login", json={"email": email, "password": password}).json()["access_token"]
+            r = c.post(
+                "/api/v1/tasks",
+                json={"title": "follow me"},
+                headers={"Authorization": f"Bearer {token}", "X-Request-ID": "follow-me-42"},
+            )
+            assert r.status_code == 201
+        deadline = time.monotonic() + 30
+        while True:
+            lines = [json.loads(x) for x in worker_log.read_text().splitlines() if x.startswith("{")]
+            handled = [x for x in lines if x.get("event") == "event_handled" and x.get("request_id") == "follow-me-42"]
+            if len(handled) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert sorted(x["consumer"] for x in handled) == ["analytics", "notifications"], worker_log.read_text()
+        assert {x["event_id"] for x in handled} == {handled[0]["event_id"]}
+        assert all(x["type"] == "task.created" and x["outcome"] == "handled" for x in handled)
+        served = [json.loads(x) for x in server.log.read_text().splitlines() if x.startswith("{")]
+        [access] = [x for x in served if x.get("event") == "request" and x.get("request_id") == "follow-me-42"]
+        assert (access["route"], access["status"]) == ("/api/v1/tasks", 201)
+        samples = parse_metrics(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text)
+        for consumer in ("notifications", "analytics"):
+            assert sample(samples, "taskhub_worker_messages_total", consumer=consumer, outcome="handled") == 1
+            assert sample(samples, "taskhub_worker_handler_duration_seconds_count", consumer=consumer) == 1
+            assert ("taskhub_dlq_messages", frozenset({("consumer", consumer)})) in samples  # read at start
+            assert sample(samples, "taskhub_dlq_messages", consumer=consumer) == 0
+        assert sample(samples, "taskhub_process_cpu_seconds_total") > 0
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)

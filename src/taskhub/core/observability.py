@@ -14,13 +14,15 @@ free of secrets (tokens travel in headers and bodies only, SPEC "Events").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import IO, Any
 
@@ -44,6 +46,12 @@ request_id_var: ContextVar[str | None] = ContextVar("taskhub_request_id", defaul
 trace_injector: Callable[[dict[str, str]], None] | None = None
 #: Set by ``core.tracing`` when tracing is on: the current trace id as 32 hex digits, or None.
 trace_id_getter: Callable[[], str | None] | None = None
+#: Set by ``core.tracing`` when tracing is on: ``(name, kind, incoming headers, attributes)`` ->
+#: a context manager that runs a span continuing the headers' trace and yields the headers that
+#: carry *its* context onwards. None: tracing is off (:func:`event_scope` then costs a dict copy).
+event_span_factory: (
+    Callable[[str, str, dict[str, str], dict[str, str]], AbstractContextManager[dict[str, str]]] | None
+) = None
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -68,6 +76,30 @@ def message_headers() -> dict[str, str]:
     if trace_injector is not None:
         trace_injector(headers)
     return headers
+
+
+@contextlib.contextmanager
+def event_scope(
+    name: str, event: Mapping[str, Any], headers: Mapping[str, Any] | None, *, kind: str = "consumer"
+) -> Iterator[dict[str, str]]:
+    """Handle one event in the context of the request that caused it.
+
+    While the block runs, log lines carry the event's ``event_id`` and the ``request_id`` from its
+    ``headers`` (``x-request-id``: the outbox row's, then the broker message's), so one grep for a
+    request id finds the request and everything its events caused. With tracing on, the block runs
+    in a span ``name`` of ``kind`` (``producer``: publishing; ``consumer``: handling) that is a
+    child of the headers' trace context. Yields the headers to send onwards (the request id, and
+    the ``traceparent`` of this span).
+    """
+    incoming = {str(k): str(v) for k, v in (headers or {}).items() if isinstance(v, str | bytes | int)}
+    request_id = incoming.get(REQUEST_ID_HEADER)
+    with structlog.contextvars.bound_contextvars(event_id=str(event.get("event_id")), request_id=request_id):
+        if event_span_factory is None:
+            yield incoming
+            return
+        attributes = {"messaging.message.id": str(event.get("event_id")), "taskhub.event.type": str(event.get("type"))}
+        with event_span_factory(name, kind, incoming, attributes) as outgoing:
+            yield outgoing
 
 
 class AccessLog:

@@ -28,6 +28,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind
 
 from taskhub.core import observability
 
@@ -98,11 +99,13 @@ class Tracing:
             self._instrumentors.append(instrumentor)
         observability.trace_injector = inject
         observability.trace_id_getter = current_trace_id
+        observability.event_span_factory = self.event_span
 
     def stop(self) -> None:
         """Remove the instrumentation (the lifespan's end; tests start several apps)."""
         observability.trace_injector = None
         observability.trace_id_getter = None
+        observability.event_span_factory = None
         while self._instrumentors:
             self._instrumentors.pop().uninstrument()
 
@@ -110,6 +113,21 @@ class Tracing:
         """Flush and close the provider when it is this object's."""
         if self.owns_provider:
             self.provider.shutdown()
+
+    @contextlib.contextmanager
+    def event_span(
+        self, name: str, kind: str, headers: dict[str, str], attributes: dict[str, str]
+    ) -> Iterator[dict[str, str]]:
+        """A ``producer`` or ``consumer`` span ``name``, child of the trace context in ``headers``;
+        yields ``headers`` with this span's ``traceparent`` (what to publish onwards)."""
+        span_kind = SpanKind.PRODUCER if kind == "producer" else SpanKind.CONSUMER
+        parent = propagate.extract(headers)
+        with self.tracer.start_as_current_span(
+            name, context=parent, kind=span_kind, attributes={"messaging.system": "rabbitmq", **attributes}
+        ):
+            outgoing = dict(headers)
+            propagate.inject(outgoing)
+            yield outgoing
 
 
 def inject(carrier: dict[str, str]) -> None:

@@ -12,20 +12,26 @@ import asyncio
 import contextlib
 import hmac
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import structlog
 from fastapi import APIRouter, Request, Response
+from prometheus_client import start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
+from taskhub.config import Settings
 from taskhub.context import AppContext, get_context
 from taskhub.core import metrics as core_metrics
 from taskhub.core.errors import Unauthorized
+from taskhub.core.observability import tracing_requested
 from taskhub.core.timeutil import utcnow
 from taskhub.db.session import Database
 from taskhub.events.models import OutboxEvent
 
 router = APIRouter(tags=["operations"])
+log = structlog.get_logger("taskhub.metrics")
 
 #: Unsent events counted at most (a count over a huge backlog would make every scrape slow).
 OUTBOX_COUNT_LIMIT = 100_000
@@ -119,3 +125,40 @@ class Telemetry:
             if path is not None:
                 with contextlib.suppress(OSError):
                     core_metrics.forget_process(os.getpid(), path)
+
+
+@contextlib.asynccontextmanager
+async def standalone_process(
+    db: Database, settings: Settings, *, service: str, redis: bool = False
+) -> AsyncIterator[None]:
+    """Observability of a process without an HTTP server of its own (``taskhub worker``,
+    ``taskhub relay``): ``GET /metrics`` on ``TASKHUB_METRICS_PORT`` (prometheus-client's server in
+    a daemon thread; 0 turns it off; a port already taken is logged, not fatal), process values
+    sampled every :data:`~taskhub.core.metrics.SAMPLE_INTERVAL` seconds, and traces as ``service``
+    when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set."""
+    server = None
+    if settings.metrics_port:
+        try:
+            server, _ = start_http_server(settings.metrics_port)
+            log.info("metrics_serving", port=settings.metrics_port)
+        except OSError as exc:
+            log.warning("metrics_port_unavailable", port=settings.metrics_port, error=str(exc))
+    sampler = asyncio.create_task(core_metrics.Sampler(db).run())
+    tracing = None
+    if tracing_requested():
+        from taskhub.core.tracing import Tracing
+
+        tracing = Tracing.from_environment(service)
+        tracing.start([db.primary, *db.readers], redis=redis)
+    try:
+        yield
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if tracing is not None:
+            tracing.stop()
+            await asyncio.to_thread(tracing.shutdown)
