@@ -469,13 +469,17 @@ class TestCompose:
         for name, service in compose["services"].items():
             check = service.get("healthcheck")
             assert check is not None, f"{name}: no healthcheck (the image's check would apply or none)"
-            if name in ("worker", "migrate"):
-                # The image's check polls HTTP, which these processes do not serve.
+            if name == "migrate":
+                # The image's check polls HTTP, which a one-shot migration does not serve.
                 assert check == {"disable": True}, name
             else:
                 assert check["test"][0] == "CMD" and len(check["test"]) > 1, name
         for name in api_services(compose):
             assert compose["services"][name]["healthcheck"]["test"] == ["CMD", *healthcheck_argv()]
+        # The worker's check is its own metrics endpoint, on the port Settings gives it.
+        worker_check = compose["services"]["worker"]["healthcheck"]["test"]
+        assert worker_check[:3] == ["CMD", "python", "-c"]
+        assert f"http://127.0.0.1:{Settings.model_fields['metrics_port'].default}/metrics" in worker_check[3]
 
     def test_start_order(self) -> None:
         compose = load_compose()
@@ -661,6 +665,9 @@ class TestKubernetes:
     def test_worker_and_migration_job(self) -> None:
         [worker] = k8s_object("Deployment", "taskhub-worker")["spec"]["template"]["spec"]["containers"]
         assert worker["command"] == ["taskhub", "worker"]
+        metrics_port = Settings.model_fields["metrics_port"].default
+        assert worker["ports"] == [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}]
+        assert worker["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
         job = k8s_object("Job", "taskhub-migrate")
         [migrate] = job["spec"]["template"]["spec"]["containers"]
         assert migrate["command"] == ["taskhub", "migrate"]

@@ -42,7 +42,12 @@ REQUIRED_ALERTS = {
 }
 _NAME = re.compile(r"\b(taskhub_[a-z0-9_]+)\b")
 # Grafana's variables, replaced by what they stand for so that promtool can parse the expression.
-_GRAFANA_VARS = {"$__rate_interval": "5m", "$api_job": "taskhub-api", "$worker_job": "taskhub-worker", "$instance": ".*"}
+_GRAFANA_VARS = {
+    "$__rate_interval": "5m",
+    "$api_job": "taskhub-api",
+    "$worker_job": "taskhub-worker",
+    "$instance": ".*",
+}
 
 
 def promtool() -> str:
@@ -146,7 +151,9 @@ class TestGrafanaDashboard:
         for panel in board["panels"]:
             pos = panel["gridPos"]
             assert pos["x"] >= 0 and pos["w"] > 0 and pos["x"] + pos["w"] <= 24, panel["title"]
-            covered = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
+            covered = {
+                (x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])
+            }
             assert not covered & cells, f"{panel['title']} overlaps another panel"
             cells |= covered
             if panel["type"] == "row":

@@ -41,13 +41,16 @@ class TestHttpMetrics:
             assert (await client.get(f"/api/v1/tasks/{task_id}", headers=h)).status_code == 404
         after = await scrape(client)
         key = {"method": "GET", "route": "/api/v1/tasks/{task_id}", "status": "404"}
-        assert sample(after, "taskhub_http_requests_total", **key) - sample(
-            before, "taskhub_http_requests_total", **key
-        ) == 3
+        assert (
+            sample(after, "taskhub_http_requests_total", **key) - sample(before, "taskhub_http_requests_total", **key)
+            == 3
+        )
         hist = {"method": "GET", "route": "/api/v1/tasks/{task_id}"}
-        assert sample(after, "taskhub_http_request_duration_seconds_count", **hist) - sample(
-            before, "taskhub_http_request_duration_seconds_count", **hist
-        ) == 3
+        assert (
+            sample(after, "taskhub_http_request_duration_seconds_count", **hist)
+            - sample(before, "taskhub_http_request_duration_seconds_count", **hist)
+            == 3
+        )
         for labels in labels_of(after, "taskhub_http_requests_total"):
             assert set(labels) == {"method", "route", "status"}
             assert not any(task_id in labels["route"] for task_id in missing)
@@ -60,9 +63,10 @@ class TestHttpMetrics:
         assert (await client.request("BREW", "/api/v1/tasks")).status_code in (401, 405)
         after = await scrape(client)
         key = {"method": "GET", "route": "unmatched", "status": "404"}
-        assert sample(after, "taskhub_http_requests_total", **key) - sample(
-            before, "taskhub_http_requests_total", **key
-        ) == 4
+        assert (
+            sample(after, "taskhub_http_requests_total", **key) - sample(before, "taskhub_http_requests_total", **key)
+            == 4
+        )
         routes = {labels["route"] for labels in labels_of(after, "taskhub_http_requests_total")}
         methods = {labels["method"] for labels in labels_of(after, "taskhub_http_requests_total")}
         assert not any(path in routes for path in paths)
@@ -115,7 +119,11 @@ class TestDependencyMetrics:
         engines = {labels["engine"] for labels in labels_of(samples, "taskhub_db_pool_size_connections")}
         # SQLite reads have a pool of their own; PostgreSQL without replicas reads on the primary's.
         # (The registry is per process: an earlier test's SQLite app may have left "reader".)
-        assert {"primary", "reader"} >= engines >= ({"primary", "reader"} if ctx_of(app).db.dialect == "sqlite" else {"primary"})
+        assert (
+            {"primary", "reader"}
+            >= engines
+            >= ({"primary", "reader"} if ctx_of(app).db.dialect == "sqlite" else {"primary"})
+        )
         expected_size = 1 if ctx_of(app).db.dialect == "sqlite" else 20  # SQLite: one writer connection
         assert sample(samples, "taskhub_db_pool_size_connections", engine="primary") == expected_size
         assert sample(samples, "taskhub_db_pool_checked_out_connections", engine="primary") == 0
@@ -139,14 +147,17 @@ class TestDependencyMetrics:
             statuses = [(await c.get("/api/v1/tasks")).status_code for _ in range(3)]
             assert statuses == [401, 401, 429]
             after = await scrape(c)
-        assert sample(after, "taskhub_rate_limit_rejections_total", policy="anon") - sample(
-            before, "taskhub_rate_limit_rejections_total", policy="anon"
-        ) == 1
+        assert (
+            sample(after, "taskhub_rate_limit_rejections_total", policy="anon")
+            - sample(before, "taskhub_rate_limit_rejections_total", policy="anon")
+            == 1
+        )
         # Rejected before routing, and still counted under its route template.
         key = {"method": "GET", "route": "/api/v1/tasks", "status": "429"}
-        assert sample(after, "taskhub_http_requests_total", **key) - sample(
-            before, "taskhub_http_requests_total", **key
-        ) == 1
+        assert (
+            sample(after, "taskhub_http_requests_total", **key) - sample(before, "taskhub_http_requests_total", **key)
+            == 1
+        )
 
     @pytest.mark.postgres_only  # pool limits are PostgreSQL engine settings
     async def test_pool_waits_and_timeouts(
