@@ -124,7 +124,7 @@ class TestDependencyMetrics:
             >= engines
             >= ({"primary", "reader"} if ctx_of(app).db.dialect == "sqlite" else {"primary"})
         )
-        expected_size = 1 if ctx_of(app).db.dialect == "sqlite" else 20  # SQLite: one writer connection
+        expected_size = 5 if ctx_of(app).db.dialect == "sqlite" else 20
         assert sample(samples, "taskhub_db_pool_size_connections", engine="primary") == expected_size
         assert sample(samples, "taskhub_db_pool_checked_out_connections", engine="primary") == 0
 

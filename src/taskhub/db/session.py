@@ -54,19 +54,7 @@ def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False, pool_ti
             url, async_creator=inline_connector(path, timeout=30), **_JSON, **_READ_ONLY, **pool
         )
     else:
-        # One writer connection per process: SQLite runs one write transaction at a time anyway,
-        # so writers queue on the pool (an asyncio wait) instead of on SQLite's busy handler in a
-        # thread each. Checkout happens at the first statement, so work before it (argon2 in
-        # login) is not serialized.
-        engine = create_async_engine(
-            url,
-            connect_args={"timeout": 30},
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=pool_timeout,
-            **_JSON,
-            **pool,
-        )
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_timeout=pool_timeout, **_JSON, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
