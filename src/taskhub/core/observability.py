@@ -21,7 +21,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import IO, Any
@@ -38,8 +38,10 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 log = structlog.get_logger("taskhub.access")
 
 #: The id of the request being served (None outside a request): read by the outbox, so that an
-#: event carries the id of the request that caused it (``message_headers``).
+#: event carries the id of the request that caused it (``message_headers``), and by the logs.
 request_id_var: ContextVar[str | None] = ContextVar("taskhub_request_id", default=None)
+#: The authenticated caller of the request being served (set by :func:`bind_user`), for the logs.
+user_id_var: ContextVar[str | None] = ContextVar("taskhub_user_id", default=None)
 
 #: Set by ``core.tracing`` when tracing is on: writes the current trace context into a carrier
 #: (W3C ``traceparent``/``tracestate``). None means tracing is off and costs nothing.
@@ -92,14 +94,20 @@ def event_scope(
     the ``traceparent`` of this span).
     """
     incoming = {str(k): str(v) for k, v in (headers or {}).items() if isinstance(v, str | bytes | int)}
-    request_id = incoming.get(REQUEST_ID_HEADER)
-    with structlog.contextvars.bound_contextvars(event_id=str(event.get("event_id")), request_id=request_id):
-        if event_span_factory is None:
-            yield incoming
-            return
-        attributes = {"messaging.message.id": str(event.get("event_id")), "taskhub.event.type": str(event.get("type"))}
-        with event_span_factory(name, kind, incoming, attributes) as outgoing:
-            yield outgoing
+    token = request_id_var.set(incoming.get(REQUEST_ID_HEADER))
+    try:
+        with structlog.contextvars.bound_contextvars(event_id=str(event.get("event_id"))):
+            if event_span_factory is None:
+                yield incoming
+                return
+            attributes = {
+                "messaging.message.id": str(event.get("event_id")),
+                "taskhub.event.type": str(event.get("type")),
+            }
+            with event_span_factory(name, kind, incoming, attributes) as outgoing:
+                yield outgoing
+    finally:
+        request_id_var.reset(token)
 
 
 class AccessLog:
@@ -149,6 +157,18 @@ class AccessLog:
 access_log = AccessLog(sys.stderr, "console")
 
 
+def add_request_context(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: ``request_id`` and ``user_id`` of the request being served (two plain
+    context variables, set per request at a fraction of the cost of structlog's own binding)."""
+    request_id = request_id_var.get()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+        user_id = user_id_var.get()
+        if user_id is not None:
+            event_dict.setdefault("user_id", user_id)
+    return event_dict
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Configure structlog and the stdlib root logger (uvicorn's loggers included) to render alike:
     one JSON object per line with ``fmt="json"``, aligned text with ``"console"``; and the access
@@ -161,6 +181,7 @@ def configure_logging(level: str, fmt: str) -> None:
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -193,10 +214,10 @@ def _json_dumps(value: Any, **_: Any) -> str:
 
 def bind_user(scope: Scope, user_id: uuid.UUID) -> None:
     """Record the authenticated caller of this request: its access-log line and every log line
-    written after this call carry ``user_id``."""
+    written after this call (in this request) carry ``user_id``."""
     text = str(user_id)
     scope.setdefault("state", {})["user_id"] = text
-    structlog.contextvars.bind_contextvars(user_id=text)
+    user_id_var.set(text)  # reset by the middleware when the request ends
 
 
 class InFlight:
@@ -318,7 +339,7 @@ class RequestIdMiddleware:
             await send(message)
 
         token = request_id_var.set(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        user_token = user_id_var.set(None)
         m = self.metrics
         self.in_flight.count += 1
         if m is not None:
@@ -360,5 +381,5 @@ class RequestIdMiddleware:
                 if trace_id_getter is not None:
                     fields["trace_id"] = trace_id_getter()
                 access_log.write(fields)
-            structlog.contextvars.unbind_contextvars("request_id", "user_id")
+            user_id_var.reset(user_token)
             request_id_var.reset(token)
