@@ -153,11 +153,12 @@ def settings_factory(backend: Backend, tmp_path: Path) -> Callable[..., Settings
 
 @pytest_asyncio.fixture
 async def app_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
-    """Start apps (lifespan included) for the current backend; tables are emptied afterwards."""
+    """Start apps (lifespan included) for the current backend; tables are emptied afterwards.
+    Keyword options go to :func:`create_app` (``tracing=``)."""
     managers: list[LifespanManager] = []
 
-    async def start(settings: Settings) -> FastAPI:
-        app = create_app(settings)
+    async def start(settings: Settings, **options: Any) -> FastAPI:
+        app = create_app(settings, **options)
         manager = LifespanManager(app)
         await manager.__aenter__()
         managers.append(manager)

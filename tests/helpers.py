@@ -33,3 +33,22 @@ async def outbox_events(app: FastAPI) -> list[dict[str, Any]]:
     async with ctx_of(app).db.unit_of_work(readonly=True) as session:
         rows = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars()
         return [dict(r.payload) for r in rows]
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_metrics(text: str) -> Samples:
+    """Prometheus text exposition -> ``{(sample name, frozenset(labels)): value}`` (the official parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """The value of ``name{labels}`` (exact label set), 0.0 when absent."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

@@ -49,6 +49,7 @@ def taskhub_env(data_dir: Path, **overrides: str) -> dict[str, str]:
             "TASKHUB_ARGON2_MEMORY_COST": "1024",
             "TASKHUB_ARGON2_TIME_COST": "1",
             "TASKHUB_LOG_LEVEL": "WARNING",
+            "TASKHUB_METRICS_PORT": "0",  # `taskhub worker`'s own metrics server: only where a test asks
         }
     )
     env.update(overrides)

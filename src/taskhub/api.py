@@ -8,6 +8,7 @@ from taskhub.auth.router import router as auth_router
 from taskhub.events.stream import router as events_router
 from taskhub.notifications.router import router as notifications_router
 from taskhub.ops.docs import router as docs_router
+from taskhub.ops.metrics import router as metrics_router
 from taskhub.ops.router import router as ops_router
 from taskhub.tasks.router import router as tasks_router
 from taskhub.urls import API_PREFIX
@@ -25,5 +26,6 @@ api_router.include_router(admin_router)
 
 root_router = APIRouter()
 root_router.include_router(ops_router)
+root_router.include_router(metrics_router)
 root_router.include_router(docs_router)
 root_router.include_router(web_router)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -24,12 +25,17 @@ from taskhub.config import Settings
 from taskhub.context import build_context
 from taskhub.core.errors import install_error_handlers
 from taskhub.core.middleware import BodyGuardMiddleware
-from taskhub.core.observability import RequestIdMiddleware, configure_logging
+from taskhub.core.observability import InFlight, RequestIdMiddleware, configure_logging, tracing_requested
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
 from taskhub.events.runtime import EventsRuntime
+from taskhub.ops.drain import Drain
 from taskhub.ops.housekeeping import run_periodically
+from taskhub.ops.metrics import Telemetry
 from taskhub.urls import API_PREFIX
+
+if TYPE_CHECKING:
+    from taskhub.core.tracing import Tracing
 
 DESCRIPTION = """
 Multi-user task management: JWT access tokens with rotating refresh tokens, user and admin roles,
@@ -40,11 +46,13 @@ Use **Authorize** with your email as *username* to call the endpoints from this 
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
     """The ASGI application.
 
     Args:
         settings: defaults to ``Settings()`` (environment and ``.env``).
+        tracing: where spans go; by default OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
+            (``core/tracing.py``), else no tracing at all (not even imported).
 
     ``settings.auto_migrate`` runs Alembic migrations at start-up; unset means True on SQLite
     (embedded mode) and False on PostgreSQL (run ``taskhub migrate`` once per deploy).
@@ -53,12 +61,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
+    in_flight = InFlight()
+    drain = Drain(in_flight, min_seconds=settings.drain_seconds)
+    if tracing is None and tracing_requested():
+        from taskhub.core.tracing import Tracing
+
+        tracing = Tracing.from_environment("taskhub-api")
+    # FastAPI's native OpenTelemetry hooks look up the global providers on every request even
+    # when nothing exports; they run only with Taskhub's own tracing on (a provider of its own).
+    telemetry: dict[str, Any] = (
+        tracing.fastapi_telemetry() if tracing is not None else {"tracing": False, "metrics": False, "logs": False}
+    )
     migrate_on_start = settings.is_sqlite if settings.auto_migrate is None else settings.auto_migrate
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings)
         app.state.ctx = ctx
+        app.state.telemetry = process_metrics = Telemetry.start(ctx)
+        drain.install()
+        if tracing is not None:
+            tracing.start([ctx.db.primary, *ctx.db.readers], redis=ctx.redis is not None)
         purger: asyncio.Task[None] | None = None
         events = EventsRuntime(ctx)
         app.state.events = events
@@ -75,7 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 purger.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
+            drain.uninstall()
+            await process_metrics.aclose()
+            if tracing is not None:
+                tracing.stop()
             await ctx.aclose()
+            if tracing is not None:
+                # Flushing may wait on the collector (OTEL_EXPORTER_OTLP_TIMEOUT): not on the loop.
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(
         title="Taskhub",
@@ -86,10 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by ops.docs from vendored Swagger UI files (works offline)
         redoc_url=None,
         redirect_slashes=False,  # a redirect would name http:// behind a TLS proxy; 404 is clearer
-        # FastAPI's native OpenTelemetry hooks look up the global providers on every request even
-        # when nothing exports; Taskhub's own tracing is configured explicitly (off by default).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        telemetry=telemetry,  # type: ignore[arg-type]
     )
+    app.state.drain = drain
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(root_router)
@@ -125,5 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "RateLimit-Reset",
             ],
         )
-    app.add_middleware(RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/")
+    app.add_middleware(
+        RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/", in_flight=in_flight
+    )
     return app

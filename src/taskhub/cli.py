@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import random
+import shutil
+import tempfile
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -42,19 +44,47 @@ def serve(
         asyncio.run(_migrate(settings))
     os.environ["TASKHUB_WORKERS"] = str(workers)
     os.environ["TASKHUB_AUTO_MIGRATE"] = "false"
-    typer.echo(f"Taskhub on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    uvicorn.run(
-        "taskhub.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        proxy_headers=False,
-        server_header=False,
-        log_config=None,  # uvicorn's loggers go through the app's structlog configuration
-        log_level=settings.log_level.lower(),
-    )
+    metrics_dir, made_metrics_dir = _metrics_directory(workers)
+    if settings.log_format != "json":  # in JSON mode every output line is a JSON object
+        typer.echo(f"Taskhub on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    try:
+        uvicorn.run(
+            "taskhub.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            proxy_headers=False,
+            server_header=False,
+            log_config=None,  # uvicorn's loggers go through the app's structlog configuration
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        if made_metrics_dir and metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_directory(workers: int) -> tuple[str | None, bool]:
+    """Set up prometheus-client's multiprocess mode for ``workers`` processes: the directory
+    named by ``PROMETHEUS_MULTIPROC_DIR``, emptied of a previous run's files, or (several workers
+    and none named) a fresh temporary one that ``serve`` removes when it stops. Every worker
+    inherits the variable, so whichever answers ``/metrics`` reports the sum of all of them.
+    Returns the directory (None: single-process mode) and whether it was made here."""
+    from taskhub.core.metrics import MULTIPROC_ENV
+
+    path = os.environ.get(MULTIPROC_ENV)
+    made = False
+    if not path:
+        if workers == 1:
+            return None, False
+        path = tempfile.mkdtemp(prefix="taskhub-metrics-")
+        made = True
+    os.environ[MULTIPROC_ENV] = path  # before any worker imports prometheus_client
+    from taskhub.core.metrics import prepare_directory
+
+    prepare_directory(path)
+    return path, made
 
 
 async def _migrate(settings: Settings) -> None:
@@ -256,6 +286,7 @@ def relay() -> None:
     from taskhub.db.session import Database
     from taskhub.events.relay import Fanout, Relay, make_sink
     from taskhub.events.runtime import stream_channel
+    from taskhub.ops.metrics import standalone_process
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -276,16 +307,17 @@ def relay() -> None:
 
             fanout = publish
         relay = Relay(db, settings, make_sink(db, settings), fanout=fanout)
-        task = asyncio.create_task(relay.run())
-        try:
-            await _until_signalled()
-        finally:
-            task.cancel()
-            await asyncio.wait([task], timeout=5)
-            await relay.sink.close()
-            if redis is not None:
-                await redis.aclose()
-            await db.dispose()
+        async with standalone_process(db, settings, service="taskhub-relay", redis=redis is not None):
+            task = asyncio.create_task(relay.run())
+            try:
+                await _until_signalled()
+            finally:
+                task.cancel()
+                await asyncio.wait([task], timeout=5)
+                await relay.sink.close()
+                if redis is not None:
+                    await redis.aclose()
+                await db.dispose()
 
     asyncio.run(_run())
 
@@ -296,6 +328,7 @@ def worker() -> None:
     the email sender. Needs TASKHUB_BROKER_URL; any number may run (see docs/operations.md)."""
     from taskhub.core.observability import configure_logging
     from taskhub.db.session import Database
+    from taskhub.ops.metrics import standalone_process
     from taskhub.worker.consumer import Worker
     from taskhub.worker.loops import run_email_sender, run_scheduler
 
@@ -309,18 +342,22 @@ def worker() -> None:
 
     async def _run() -> None:
         db = Database(settings)
-        consumer = Worker(db, settings)
-        await consumer.start()
-        loops = [asyncio.create_task(run_scheduler(db, settings)), asyncio.create_task(run_email_sender(db, settings))]
-        typer.echo("worker consuming", err=True)
-        try:
-            await _until_signalled()
-        finally:
-            for task in loops:
-                task.cancel()
-            await asyncio.wait(loops, timeout=5)
-            await consumer.stop()
-            await db.dispose()
+        async with standalone_process(db, settings, service="taskhub-worker"):
+            consumer = Worker(db, settings)
+            await consumer.start()
+            loops = [
+                asyncio.create_task(run_scheduler(db, settings)),
+                asyncio.create_task(run_email_sender(db, settings)),
+            ]
+            typer.echo("worker consuming", err=True)
+            try:
+                await _until_signalled()
+            finally:
+                for task in loops:
+                    task.cancel()
+                await asyncio.wait(loops, timeout=5)
+                await consumer.stop()
+                await db.dispose()
 
     asyncio.run(_run())
 

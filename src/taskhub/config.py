@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     access_log: bool = True
+    metrics_token: str | None = None  # GET /metrics wants "Authorization: Bearer <token>" when set
+    metrics_port: int = Field(default=9464, ge=0, le=65535)  # `taskhub worker`'s /metrics port; 0: none
+    drain_seconds: float = Field(default=0.0, ge=0)  # SIGTERM: seconds /ready says 503 before stopping
     admin_password: str | None = None
     # Argon2id cost, OWASP Password Storage Cheat Sheet minimum: m=19 MiB, t=2, p=1.
     argon2_memory_cost: int = Field(default=19_456, ge=8)  # KiB

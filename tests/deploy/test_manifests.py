@@ -11,7 +11,8 @@
 - ``ecs/``: botocore's models of the AWS API requests the files are fed to
   (``RegisterTaskDefinition``, ``RegisterScalableTarget``, ``PutScalingPolicy``), plus the seed's figures.
 - ``nginx/nginx.conf`` (a placeholder until the fleet work) and ``monitoring/prometheus.yml``:
-  parsed, and their targets matched against the compose services.
+  parsed, and their targets matched against the compose services (``test_monitoring.py`` runs
+  ``promtool`` on the monitoring files).
 
 Every ``TASKHUB_*`` name is checked against :class:`taskhub.config.Settings` (which ignores unknown
 names silently), and every ``taskhub ...`` command line is parsed by the real CLI.
@@ -468,13 +469,17 @@ class TestCompose:
         for name, service in compose["services"].items():
             check = service.get("healthcheck")
             assert check is not None, f"{name}: no healthcheck (the image's check would apply or none)"
-            if name in ("worker", "migrate"):
-                # The image's check polls HTTP, which these processes do not serve.
+            if name == "migrate":
+                # The image's check polls HTTP, which a one-shot migration does not serve.
                 assert check == {"disable": True}, name
             else:
                 assert check["test"][0] == "CMD" and len(check["test"]) > 1, name
         for name in api_services(compose):
             assert compose["services"][name]["healthcheck"]["test"] == ["CMD", *healthcheck_argv()]
+        # The worker's check is its own metrics endpoint, on the port Settings gives it.
+        worker_check = compose["services"]["worker"]["healthcheck"]["test"]
+        assert worker_check[:3] == ["CMD", "python", "-c"]
+        assert f"http://127.0.0.1:{Settings.model_fields['metrics_port'].default}/metrics" in worker_check[3]
 
     def test_start_order(self) -> None:
         compose = load_compose()
@@ -561,7 +566,7 @@ class TestCompose:
                 context = (base / service["build"]["context"]).resolve()
                 assert context == ROOT
                 assert (context / service["build"]["dockerfile"]).resolve() == DOCKERFILE
-        assert sorted(mounts) == ["../monitoring/prometheus.yml", "../nginx/nginx.conf"]
+        assert sorted(mounts) == ["../monitoring/alerts.yml", "../monitoring/prometheus.yml", "../nginx/nginx.conf"]
 
     def test_prometheus_scrapes_every_api_instance(self) -> None:
         config = yaml.safe_load(PROMETHEUS_CONF.read_text())
@@ -660,6 +665,9 @@ class TestKubernetes:
     def test_worker_and_migration_job(self) -> None:
         [worker] = k8s_object("Deployment", "taskhub-worker")["spec"]["template"]["spec"]["containers"]
         assert worker["command"] == ["taskhub", "worker"]
+        metrics_port = Settings.model_fields["metrics_port"].default
+        assert worker["ports"] == [{"name": "metrics", "containerPort": metrics_port, "protocol": "TCP"}]
+        assert worker["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
         job = k8s_object("Job", "taskhub-migrate")
         [migrate] = job["spec"]["template"]["spec"]["containers"]
         assert migrate["command"] == ["taskhub", "migrate"]

@@ -78,7 +78,13 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
 
     def start(**env: str) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"worker-{len(procs)}.log").open("wb")
-        full_env = {**os.environ, "TASKHUB_JWT_SECRET": JWT_SECRET, "TASKHUB_LOG_LEVEL": "INFO", **env}
+        full_env = {
+            **os.environ,
+            "TASKHUB_JWT_SECRET": JWT_SECRET,
+            "TASKHUB_LOG_LEVEL": "INFO",
+            "TASKHUB_METRICS_PORT": "0",  # several workers on one machine: no metrics port to share
+            **env,
+        }
         proc = subprocess.Popen([TASKHUB, "worker"], env=full_env, stdout=log, stderr=log)
         procs.append(proc)
         return proc

@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 from taskhub.auth import service as auth_service
 from taskhub.context import ClientAddress, Ctx, get_context
 from taskhub.core.errors import DomainError, Forbidden, Unauthorized
+from taskhub.core.observability import bind_user
 from taskhub.core.ratelimit import RateLimiter, RateLimitResult
 from taskhub.core.security import AccessClaims, normalize_email
 from taskhub.urls import api_path
@@ -38,6 +39,7 @@ async def _authenticate(conn: HTTPConnection, token: str | None) -> Principal:
         raise Unauthorized("Send an access token in the Authorization: Bearer header.")
     ctx = get_context(conn)
     user, claims = await auth_service.authenticate(ctx.db, ctx.tokens, token, cache=ctx.auth_cache)
+    bind_user(conn.scope, user.id)
     return Principal(user, claims)
 
 

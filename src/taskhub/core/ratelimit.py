@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskhub.core.breaker import CircuitBreaker
 from taskhub.core.errors import TooManyRequests, problem_response
+from taskhub.core.metrics import metrics
 from taskhub.core.network import IPNetwork, client_ip
 
 log = structlog.get_logger("taskhub.ratelimit")
@@ -127,6 +128,7 @@ class RateLimiter:
         stats = await self._window_stats(item, scope, key)
         in_flight = self._in_flight.get((scope, key), 0)
         if stats.remaining - in_flight <= 0:
+            metrics().rate_limit_rejections.labels(scope).inc()
             reset_after = max(1, math.ceil(stats.reset_time - time.time()))
             raise TooManyRequests(
                 f"Rate limit exceeded; retry in {reset_after} s.",
@@ -162,6 +164,7 @@ class RateLimiter:
         """
         result = await self.hit(scope, key)
         if not result.allowed:
+            metrics().rate_limit_rejections.labels(scope).inc()
             raise TooManyRequests(
                 f"Rate limit exceeded; retry in {max(1, result.reset_after)} s.", headers=result.headers()
             )
@@ -209,6 +212,7 @@ class RateLimitMiddleware:
         scope_name, key = ("user", subject) if subject else ("anon", client_ip(scope, self.trusted))
         result = await limiter.hit(scope_name, key)
         if not result.allowed:
+            metrics().rate_limit_rejections.labels(scope_name).inc()
             request_id = scope.get("state", {}).get("request_id")
             response = problem_response(
                 path,

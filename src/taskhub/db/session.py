@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhub.config import Settings
 from taskhub.core.errors import DomainError
+from taskhub.db.pool import InstrumentedQueuePool
 from taskhub.db.sqlite_inline import inline_connector
 
 
@@ -39,12 +40,21 @@ _JSON = {"json_serializer": _json_dumps, "json_deserializer": orjson.loads}
 _READ_ONLY = {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None, "skip_autocommit_rollback": True}
 
 
+def _pool_args(name: str) -> dict[str, Any]:
+    # The pool's logging_name labels its metrics (taskhub_db_pool_*{engine=name}).
+    return {"poolclass": InstrumentedQueuePool, "pool_logging_name": name}
+
+
 def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False, pool_timeout: float = 30) -> AsyncEngine:
+    path = make_url(url).database or ":memory:"
+    # An in-memory database keeps SQLAlchemy's own single-connection pool (it is the database).
+    pool = _pool_args("reader" if readonly else "primary") if path != ":memory:" else {}
     if readonly:
-        path = make_url(url).database or ":memory:"
-        engine = create_async_engine(url, async_creator=inline_connector(path, timeout=30), **_JSON, **_READ_ONLY)
+        engine = create_async_engine(
+            url, async_creator=inline_connector(path, timeout=30), **_JSON, **_READ_ONLY, **pool
+        )
     else:
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_timeout=pool_timeout, **_JSON)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_timeout=pool_timeout, **_JSON, **pool)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -65,11 +75,12 @@ def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False, pool_ti
     return engine
 
 
-def _postgres_engine(url: str, settings: Settings, *, readonly: bool = False) -> AsyncEngine:
+def _postgres_engine(url: str, settings: Settings, *, readonly: bool = False, name: str = "primary") -> AsyncEngine:
     return create_async_engine(
         url,
         **_JSON,
         **(_READ_ONLY if readonly else {}),
+        **_pool_args(name),
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout,
@@ -86,12 +97,13 @@ def make_engine(url: str, settings: Settings, *, immediate: bool = True) -> Asyn
     return _postgres_engine(url, settings)
 
 
-def make_read_engine(url: str, settings: Settings) -> AsyncEngine:
+def make_read_engine(url: str, settings: Settings, *, name: str = "replica") -> AsyncEngine:
     """An engine for reads only: autocommit (each statement sees the latest committed data, no
-    BEGIN/COMMIT round trips); on SQLite a pool of its own, so reads never wait for the writer."""
+    BEGIN/COMMIT round trips); on SQLite a pool of its own, so reads never wait for the writer.
+    ``name`` labels its pool's metrics (SQLite's read pool is always ``reader``)."""
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url, immediate=False, readonly=True)
-    return _postgres_engine(url, settings, readonly=True)
+    return _postgres_engine(url, settings, readonly=True, name=name)
 
 
 class Database:
@@ -111,7 +123,10 @@ class Database:
         self.dialect = make_url(url).get_backend_name()
         self.primary = make_engine(url, settings, immediate=True)
         if settings.database_replica_urls:
-            self.readers = [make_read_engine(u, settings) for u in settings.database_replica_urls]
+            self.readers = [
+                make_read_engine(u, settings, name=f"replica{i}")
+                for i, u in enumerate(settings.database_replica_urls, start=1)
+            ]
         elif self.dialect == "sqlite":
             self.readers = [make_read_engine(url, settings)]
         else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,14 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractRobustConnection
 
+from taskhub.core.observability import event_scope
+
 BINDING_KEY = "task.#"
 ATTEMPT_HEADER = "x-taskhub-attempt"
 ERROR_HEADER = "x-taskhub-error"
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection before giving up (the relay retries)
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for one publisher confirm
+PING_TIMEOUT = 2.0  # seconds /ready waits for a round trip on the publisher's connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +147,12 @@ class Publisher:
         self._connection, self._exchange = connection, exchange
         return exchange
 
-    async def publish_ordered(self, events: Sequence[dict[str, Any]]) -> None:
+    async def publish_ordered(
+        self, events: Sequence[dict[str, Any]], headers: Sequence[Mapping[str, str] | None] | None = None
+    ) -> None:
         """Publish ``events`` (SPEC payloads) and return once the broker confirmed every one.
+        ``headers`` (one per event, the outbox rows') become each message's headers: the request
+        id that caused it, and the trace context of its publication (``event_scope``).
 
         Raises:
             Exception: any connection, channel or confirm failure (nack, timeout); the
@@ -153,20 +160,35 @@ class Publisher:
         """
         try:
             exchange = await self._ensure()
-            chains: dict[str, list[dict[str, Any]]] = {}
-            for event in events:
-                chains.setdefault(str(event["task_id"]), []).append(event)
+            chains: dict[str, list[tuple[dict[str, Any], Mapping[str, str] | None]]] = {}
+            for event, event_headers in zip(events, headers or [None] * len(events), strict=True):
+                chains.setdefault(str(event["task_id"]), []).append((event, event_headers))
 
-            async def send(chain: list[dict[str, Any]]) -> None:
-                for event in chain:
-                    await exchange.publish(
-                        event_message(event), routing_key=str(event["type"]), timeout=PUBLISH_TIMEOUT
-                    )
+            async def send(chain: list[tuple[dict[str, Any], Mapping[str, str] | None]]) -> None:
+                for event, event_headers in chain:
+                    with event_scope(f"publish {self.exchange_name}", event, event_headers, kind="producer") as out:
+                        await exchange.publish(
+                            event_message(event, headers=dict(out)),
+                            routing_key=str(event["type"]),
+                            timeout=PUBLISH_TIMEOUT,
+                        )
 
             await asyncio.gather(*(send(chain) for chain in chains.values()))
         except BaseException:
             await self.close()
             raise
+
+    async def ping(self) -> None:
+        """One round trip on the open connection (a channel opened and closed), for ``/ready``.
+
+        Raises:
+            ConnectionError: no connection is open. Exception: the broker did not answer in time.
+        """
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            raise ConnectionError("the publisher is not connected")
+        channel = await asyncio.wait_for(connection.channel(), timeout=PING_TIMEOUT)
+        await channel.close()
 
     async def close(self) -> None:
         """Close the connection (errors while closing are ignored: it may be dead already)."""

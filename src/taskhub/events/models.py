@@ -42,6 +42,8 @@ class OutboxEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     seq: Mapped[int | None] = mapped_column(OutboxId, nullable=True)
+    # Message headers (``x-request-id``, ``traceparent``): the request that caused the event.
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
 
 
 class ProcessedEvent(Base):

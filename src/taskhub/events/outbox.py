@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhub.core.observability import message_headers
 from taskhub.core.timeutil import new_id
 from taskhub.events.models import OutboxEvent
 
@@ -22,10 +23,12 @@ def event_values(
     occurred_at: datetime,
 ) -> dict[str, Any]:
     """The column values of one outbox row (``event_id``, ``type``, ``aggregate_id``, ``owner_id``,
-    ``payload``, ``created_at``), for a repository to insert with the change it describes.
+    ``payload``, ``created_at``, ``headers``), for a repository to insert with the change it describes.
 
     The payload is ``{event_id, type, occurred_at, task_id, owner_id, version, changes}``
-    (SPEC "Events"); ``changes`` maps field name to ``[old, new]`` (JSON values).
+    (SPEC "Events"); ``changes`` maps field name to ``[old, new]`` (JSON values). ``headers`` are
+    the broker message's headers: ``x-request-id`` of the request being served (and its
+    ``traceparent`` when tracing is on; ``core.observability.message_headers``), None outside one.
     """
     event_id = new_id()
     payload = {
@@ -44,6 +47,7 @@ def event_values(
         "owner_id": owner_id,
         "payload": payload,
         "created_at": occurred_at,
+        "headers": message_headers() or None,
     }
 
 

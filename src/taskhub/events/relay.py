@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, cast
@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import NullPool
 
 from taskhub.config import Settings
+from taskhub.core.metrics import metrics
+from taskhub.core.observability import event_scope
 from taskhub.core.timeutil import utcnow
 from taskhub.db.session import Database
 from taskhub.events import dispatch
@@ -62,7 +64,9 @@ class Sink(Protocol):
     """Where the relay delivers events. ``deliver`` returns once every event is safe (confirmed
     by the broker, or applied by every in-process consumer) and raises otherwise."""
 
-    async def deliver(self, events: Sequence[dict[str, Any]]) -> None: ...
+    async def deliver(
+        self, events: Sequence[dict[str, Any]], headers: Sequence[Mapping[str, str] | None] | None = None
+    ) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -76,9 +80,14 @@ class BrokerSink:
             settings.broker_url, settings.broker_exchange, settings.broker_queue_prefix, dispatch.consumer_names()
         )
 
-    async def deliver(self, events: Sequence[dict[str, Any]]) -> None:
-        """Publish and wait for the confirms. Raises: any broker error."""
-        await self.publisher.publish_ordered(events)
+    name = "rabbitmq"
+
+    async def deliver(
+        self, events: Sequence[dict[str, Any]], headers: Sequence[Mapping[str, str] | None] | None = None
+    ) -> None:
+        """Publish (each with its outbox row's ``headers``) and wait for the confirms.
+        Raises: any broker error."""
+        await self.publisher.publish_ordered(events, headers)
 
     async def close(self) -> None:
         """Close the broker connection."""
@@ -100,12 +109,18 @@ class InProcessSink:
         self.max_attempts = len(settings.worker_retry_delays) + 1
         self._failures: dict[str, int] = {}
 
-    async def deliver(self, events: Sequence[dict[str, Any]]) -> None:
-        """Apply every event to every consumer. Raises: the first handler error (retry later)."""
-        for event in events:
+    name = "in-process"
+
+    async def deliver(
+        self, events: Sequence[dict[str, Any]], headers: Sequence[Mapping[str, str] | None] | None = None
+    ) -> None:
+        """Apply every event to every consumer, each in the context of the request that caused it
+        (``headers``: the outbox rows'; logs and spans). Raises: the first handler error (retry later)."""
+        for event, event_headers in zip(events, headers or [None] * len(events), strict=True):
             for consumer in dispatch.consumers():
                 try:
-                    await dispatch.apply(self.db, consumer, event, self.settings)
+                    with event_scope(f"process {consumer.name}", event, event_headers, kind="consumer"):
+                        await dispatch.apply(self.db, consumer, event, self.settings)
                 except Exception:
                     key = f"{consumer.name}:{event['event_id']}"
                     self._failures[key] = attempts = self._failures.get(key, 0) + 1
@@ -254,6 +269,7 @@ class Relay:
                 await self._pause(STANDBY_RETRY)
                 continue
             self.status.leader = True
+            metrics().relay_leader.set(1)
             log.info("relay_leading")
             try:
                 async with leadership.connection() as conn:
@@ -267,6 +283,7 @@ class Relay:
                         raise
                     except Exception as exc:  # the sink failed: keep the lock, retry with backoff
                         self.status.last_error = repr(exc)
+                        metrics().relay_failures.labels("deliver").inc()
                         log.warning("relay_delivery_failed", error=repr(exc), retry_in=backoff)
                         await self._pause(backoff)
                         backoff = min(MAX_BACKOFF, backoff * 2)
@@ -275,10 +292,12 @@ class Relay:
                         await self._idle()
             except _DatabaseError as exc:
                 self.status.last_error = repr(exc.__cause__)
+                metrics().relay_failures.labels("database").inc()
                 log.warning("relay_database_failed", error=repr(exc.__cause__))
                 await self._pause(STANDBY_RETRY)
             finally:
                 self.status.leader = False
+                metrics().relay_leader.set(0)
                 await leadership.release()
         if self._engine is not None:
             await self._engine.dispose()
@@ -305,7 +324,7 @@ class Relay:
         """
         try:
             stmt = (
-                select(_outbox.c.id, _outbox.c.owner_id, _outbox.c.payload)
+                select(_outbox.c.id, _outbox.c.owner_id, _outbox.c.payload, _outbox.c.headers)
                 .where(_outbox.c.sent_at.is_(None))
                 .order_by(_outbox.c.id)
                 .limit(self.settings.relay_batch_size)
@@ -323,7 +342,7 @@ class Relay:
             raise _DatabaseError from exc
         if not rows:
             return 0
-        await self.sink.deliver([row.payload for row in rows])
+        await self.sink.deliver([row.payload for row in rows], [row.headers for row in rows])
         now = utcnow()
         published = [Published(self._next_seq + i, str(row.owner_id), row.payload) for i, row in enumerate(rows)]
         try:
@@ -338,6 +357,7 @@ class Relay:
             raise _DatabaseError from exc
         self._next_seq += len(rows)
         self.status.published += len(rows)
+        metrics().relay_published.labels(getattr(self.sink, "name", "other")).inc(len(rows))
         self.status.last_success = now
         self.status.last_error = None
         if self.fanout is not None:

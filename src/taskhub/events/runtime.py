@@ -99,7 +99,11 @@ class EventsRuntime:
         settings = self.ctx.settings
         check: dict[str, Any] = {"backend": "rabbitmq" if settings.broker_url else "in-process"}
         if settings.broker_url:
+            start = time.perf_counter()
             check["ok"], error = await self._probe_broker()
+            # A round trip on the relay's connection, or (none, or it failed) a fresh connection;
+            # a failed probe is remembered for 5 s, so then this is the time to say so.
+            check["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
             if error:
                 check["error"] = error
         else:
@@ -118,7 +122,11 @@ class EventsRuntime:
         from taskhub.events.relay import BrokerSink
 
         if self.relay is not None and isinstance(self.relay.sink, BrokerSink) and self.relay.sink.publisher.connected:
-            return True, None
+            try:
+                await self.relay.sink.publisher.ping()  # a round trip on the relay's own connection
+                return True, None
+            except Exception:  # fall back to a connection of its own (at most one per 5 s)
+                log.info("broker_ping_failed", exc_info=True)
         checked_at, ok, error = self._broker_probe
         if time.monotonic() - checked_at < 5:  # at most one connection attempt per 5 s
             return ok, error

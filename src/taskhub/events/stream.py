@@ -33,6 +33,7 @@ from taskhub.auth import service as auth_service
 from taskhub.auth.dependencies import CurrentPrincipal
 from taskhub.context import Ctx
 from taskhub.core.errors import DomainError
+from taskhub.core.metrics import metrics
 from taskhub.db.session import Database
 from taskhub.events.models import OutboxEvent
 from taskhub.events.relay import Published
@@ -63,9 +64,12 @@ class StreamHub:
         """Receive ``owner_id``'s events while the block runs."""
         sub = Subscription(owner_id)
         self._subs.setdefault(owner_id, set()).add(sub)
+        gauge = metrics().sse_streams
+        gauge.inc()
         try:
             yield sub
         finally:
+            gauge.dec()
             subs = self._subs.get(owner_id)
             if subs is not None:
                 subs.discard(sub)

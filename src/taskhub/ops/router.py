@@ -54,7 +54,15 @@ async def ready(request: Request) -> Response:
     all_ok = checks["database"]["ok"] and checks["cache"]["ok"]
     checks["broker"] = await request.app.state.events.readiness()
     return Response(
-        orjson.dumps({"status": "ok" if all_ok else "unavailable", "checks": checks}),
-        status_code=200 if all_ok else 503,
+        orjson.dumps({"status": (status := _readiness(request, all_ok)), "checks": checks}),
+        status_code=200 if status == "ok" else 503,
         media_type="application/json",
     )
+
+
+def _readiness(request: Request, checks_ok: bool) -> str:
+    """``ok``, ``unavailable`` (a required check failed) or ``draining`` (SIGTERM received:
+    ``ops/drain.py``; the load balancer must stop sending, whatever the checks say)."""
+    if request.app.state.drain.draining:
+        return "draining"
+    return "ok" if checks_ok else "unavailable"

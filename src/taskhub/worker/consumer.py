@@ -18,6 +18,8 @@ task's later events (documented in ``docs/operations.md``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,10 +31,14 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from taskhub.config import Settings
+from taskhub.core.metrics import metrics
+from taskhub.core.observability import event_scope
 from taskhub.db.session import Database
 from taskhub.events import broker, dispatch
 
 log = structlog.get_logger("taskhub.worker")
+
+DLQ_POLL_INTERVAL = 15.0  # seconds between two reads of the dead-letter queues' depth
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Worker:
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self.applied = 0
+        self._dlq_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, declare the topology and start consuming (returns once consuming).
@@ -81,10 +88,37 @@ class Worker:
                 await self._handle(c, n, message)
 
             await queue.consume(on_message)
+        self._dlq_watch = asyncio.create_task(self._watch_dead_letters())
         log.info("worker_consuming", queues=[f"{prefix}.{c.name}" for c in self.consumers])
+
+    async def _watch_dead_letters(self) -> None:
+        """Report each consumer's DLQ depth (``taskhub_dlq_messages``) every ``DLQ_POLL_INTERVAL``
+        seconds: re-declaring a queue with its own arguments changes nothing and answers its
+        message count. A channel of its own, so a broker error here never touches consumption."""
+        assert self._connection is not None
+        gauge = metrics().dlq_messages
+        while True:
+            try:
+                channel = await self._connection.channel()
+                try:
+                    for consumer in self.consumers:
+                        names = broker.queue_names(self.settings.broker_queue_prefix, consumer.name, len(self.delays))
+                        queue = await channel.declare_queue(names.dlq, durable=True)
+                        count = queue.declaration_result.message_count
+                        gauge.labels(consumer.name).set(count or 0)
+                finally:
+                    await channel.close()
+            except Exception:  # the broker is away: the robust connection reconnects, try again later
+                log.warning("dlq_depth_unavailable", exc_info=True)
+            await asyncio.sleep(DLQ_POLL_INTERVAL)
 
     async def stop(self) -> None:
         """Close the connection (unacked messages go back to their queues)."""
+        if self._dlq_watch is not None:
+            self._dlq_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dlq_watch
+            self._dlq_watch = None
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -122,10 +156,25 @@ class Worker:
         message: AbstractIncomingMessage,
         event: dict[str, Any],
     ) -> None:
+        # Log lines carry event_id and the request_id of the request that caused the event; with
+        # tracing on, the handling is a span in that request's trace (message headers).
+        with event_scope(f"process {names.main}", event, message.headers, kind="consumer"):
+            await self._apply_in_scope(consumer, names, message, event)
+
+    async def _apply_in_scope(
+        self,
+        consumer: dispatch.Consumer,
+        names: broker.QueueNames,
+        message: AbstractIncomingMessage,
+        event: dict[str, Any],
+    ) -> None:
+        m = metrics()
         attempt = self._attempt(message)
+        start = time.perf_counter()
         try:
             applied = await dispatch.apply(self.db, consumer, event, self.settings)
         except Exception as exc:
+            m.worker_handler_duration.labels(consumer.name).observe(time.perf_counter() - start)
             error = f"{type(exc).__name__}: {exc}"[:500]
             if attempt <= len(self.delays):
                 log.warning(
@@ -136,6 +185,7 @@ class Worker:
                     error=error,
                 )
                 await self._publish_copy(names.retries[attempt - 1], message, attempt + 1, error)
+                m.worker_messages.labels(consumer.name, "retried").inc()
             else:
                 log.error(
                     "handler_failed_dead_lettered",
@@ -148,14 +198,27 @@ class Worker:
                 return
             await message.ack()
             return
+        seconds = time.perf_counter() - start
+        m.worker_handler_duration.labels(consumer.name).observe(seconds)
         self.applied += int(applied)
         await message.ack()
+        outcome = "handled" if applied else "duplicate"
+        m.worker_messages.labels(consumer.name, outcome).inc()
+        log.info(
+            "event_handled",
+            consumer=consumer.name,
+            type=event.get("type"),
+            outcome=outcome,
+            attempt=attempt,
+            duration_ms=round(seconds * 1000, 2),
+        )
 
     async def _dead_letter(
         self, names: broker.QueueNames, message: AbstractIncomingMessage, error: str, attempt: int
     ) -> None:
         await self._publish_copy(names.dlq, message, attempt, error)
         await message.ack()
+        metrics().worker_messages.labels(names.main.rsplit(".", 1)[-1], "dead_lettered").inc()
 
     async def _publish_copy(self, queue: str, message: AbstractIncomingMessage, attempt: int, error: str) -> None:
         assert self._channel is not None
