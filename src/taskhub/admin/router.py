@@ -12,7 +12,7 @@ from taskhub.auth.dependencies import AdminUser
 from taskhub.context import Ctx, ReadSession, WriteSession
 from taskhub.core.pagination import PageParamsDep
 from taskhub.core.responses import model_response
-from taskhub.core.validators import NoNulStr
+from taskhub.core.validators import PlainText
 from taskhub.tasks import service as task_service
 from taskhub.tasks.dependencies import TaskQueryDep
 from taskhub.tasks.schemas import TaskPage
@@ -27,7 +27,7 @@ async def list_users(
     admin: AdminUser,
     session: ReadSession,
     paging: PageParamsDep,
-    q: Annotated[NoNulStr | None, Query(max_length=200, description="Matches email or name; empty = all")] = None,
+    q: Annotated[PlainText | None, Query(max_length=200, description="Matches email or name; empty = all")] = None,
 ) -> Response:
     """Every user, newest first, paged like tasks (``page`` with ``total``, or ``cursor``)."""
     return model_response(await user_service.list_users(session, q=q or None, paging=paging))

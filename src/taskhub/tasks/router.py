@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from pydantic import AfterValidator
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.context import Ctx, ReadSession, WriteSession
 from taskhub.core.pagination import PageParamsDep
 from taskhub.core.responses import model_response
+from taskhub.core.validators import header_token
 from taskhub.tasks import service as task_service
 from taskhub.tasks.dependencies import OwnedTask, OwnedTaskForWrite, TaskQueryDep
 from taskhub.tasks.idempotency import MAX_KEY_LENGTH
@@ -21,6 +23,7 @@ IfMatch = Annotated[str | None, Header(alias="If-Match")]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH, description="Replays the first response"),
+    AfterValidator(header_token),
 ]
 
 
