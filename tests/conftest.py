@@ -35,6 +35,14 @@ JWT_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery staple"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--deep",
+        action="store_true",
+        help="long Schemathesis and Hypothesis runs (random, many more examples); also TASKHUB_FUZZ_DEEP=1",
+    )
+
+
 def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 

@@ -25,6 +25,7 @@ from taskhub.context import build_context
 from taskhub.core.errors import install_error_handlers
 from taskhub.core.middleware import BodyGuardMiddleware
 from taskhub.core.observability import RequestIdMiddleware, configure_logging
+from taskhub.core.openapi import install_openapi, unique_id
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
 from taskhub.ops.housekeeping import run_periodically
@@ -81,10 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by ops.docs from vendored Swagger UI files (works offline)
         redoc_url=None,
         redirect_slashes=False,  # a redirect would name http:// behind a TLS proxy; 404 is clearer
+        generate_unique_id_function=unique_id,
     )
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(root_router)
+    install_openapi(app, api_prefix=API_PREFIX + "/")
 
     # Added innermost first, so the request passes: request id -> CORS -> gzip -> rate limit ->
     # body guard -> routes. The request id wraps everything (even a 413 or 429 carries it); CORS
