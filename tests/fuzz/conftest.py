@@ -24,11 +24,6 @@ ADMIN_EMAIL = "admin@fuzz.io"
 USER_EMAIL = "user@fuzz.io"
 
 
-def deep(config: pytest.Config) -> bool:
-    """True for the long run (``--deep`` or ``TASKHUB_FUZZ_DEEP=1``)."""
-    return bool(config.getoption("--deep")) or os.environ.get("TASKHUB_FUZZ_DEEP", "") in ("1", "true")
-
-
 @dataclass
 class FuzzTarget:
     """A running server and Bearer tokens of a user and of an admin on it."""

@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.fuzz.conftest import FuzzTarget, deep, server_alive
+from tests.conftest import deep_run
+from tests.fuzz.conftest import FuzzTarget, server_alive
 
 ST = str(Path(sys.executable).parent / "st")
 CHECKS = ",".join(
@@ -39,7 +40,7 @@ SEED = 20261201
 
 def schemathesis_run(target: FuzzTarget, token: str, *filters: str, config: pytest.Config) -> None:
     """Run ``st run`` with ``filters`` as ``token``'s bearer; fail with its report on any finding."""
-    is_deep = deep(config)
+    is_deep = deep_run(config)
     args = [
         ST,
         "run",
