@@ -8,7 +8,8 @@ here once, after FastAPI generates the document (:func:`install_openapi`):
 - operations with a security requirement answer 401 (with ``WWW-Authenticate``);
 - every operation under the API prefix may answer 429 (rate limits, ``Retry-After`` and
   ``RateLimit-*``) and 503 (no database connection became free, ``Retry-After``); those with a
-  body method may answer 400 (malformed JSON or ``Content-Length``), 413 and 415 (the body guard);
+  body method may answer 400 (malformed JSON or ``Content-Length``), 408, 413 and 415 (the body
+  guard);
 - every response carries ``X-Request-ID``; API responses ``Cache-Control``.
 
 Statuses that only a domain knows (404, 409, 412, 304, 403 ...) are declared by its router with
@@ -79,6 +80,7 @@ _DESCRIPTIONS = {
     404: "No such resource (or not yours)",
     409: "Conflicts with the current state",
     412: "If-Match does not match the current ETag",
+    408: "The body did not arrive within TASKHUB_BODY_TIMEOUT (the connection is closed)",
     413: "The body is over TASKHUB_MAX_BODY_BYTES",
     415: "The body is not JSON (or JSON sent to the form endpoint)",
     422: "Invalid input; `errors` names each field",
@@ -153,7 +155,7 @@ def complete(document: dict[str, Any], *, api_prefix: str) -> dict[str, Any]:
                 _add_problem(responses, 401)
             if path.startswith(api_prefix):
                 if method in _BODY_METHODS:
-                    for code in (400, 413, 415):
+                    for code in (400, 408, 413, 415):
                         _add_problem(responses, code)
                 for code in (429, 503):
                     _add_problem(responses, code)
