@@ -64,7 +64,14 @@ def schemathesis_run(target: FuzzTarget, token: str, *filters: str, config: pyte
     ]
     if not is_deep:
         args += ["--seed", str(SEED)]
-    run = subprocess.run(args, capture_output=True, text=True, timeout=1800 if is_deep else 300, check=False)
+    run = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=1800 if is_deep else 300,
+        check=False,
+        cwd=target.log.parent,  # Schemathesis keeps a cache directory in its working directory
+    )
     report = run.stdout[-20000:] + run.stderr[-5000:]
     assert server_alive(target), report
     server_log = target.log.read_text()[-5000:] if target.log.exists() else ""
