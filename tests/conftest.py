@@ -25,6 +25,7 @@ import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -38,6 +39,30 @@ PG_URL = os.environ.get("TASKHUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postg
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 JWT_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery staple"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--deep",
+        action="store_true",
+        help="long Schemathesis and Hypothesis runs (random, many more examples); also TASKHUB_FUZZ_DEEP=1",
+    )
+
+
+def deep_run(config: pytest.Config) -> bool:
+    """True for the long fuzzing run (``--deep`` or ``TASKHUB_FUZZ_DEEP=1``)."""
+    return bool(config.getoption("--deep")) or os.environ.get("TASKHUB_FUZZ_DEEP", "") in ("1", "true")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis: repeatable (derandomized) in make test and CI; many random examples with --deep.
+    settings.register_profile(
+        "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.register_profile(
+        "deep", max_examples=5_000, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.load_profile("deep" if deep_run(config) else "ci")
 
 
 def _asyncpg_dsn(url: str) -> str:

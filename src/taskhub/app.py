@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 
 from taskhub import __version__
 from taskhub.api import api_router, root_router
@@ -24,8 +23,9 @@ from taskhub.auth.router import FORM_LOGIN_HINT, FORM_LOGIN_PATH
 from taskhub.config import Settings
 from taskhub.context import build_context
 from taskhub.core.errors import install_error_handlers
-from taskhub.core.middleware import BodyGuardMiddleware
+from taskhub.core.middleware import BodyGuardMiddleware, NegotiatingGZipMiddleware, SecurityHeadersMiddleware
 from taskhub.core.observability import InFlight, RequestIdMiddleware, configure_logging, tracing_requested
+from taskhub.core.openapi import install_openapi, unique_id
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
 from taskhub.events.runtime import EventsRuntime
@@ -117,14 +117,17 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         redoc_url=None,
         redirect_slashes=False,  # a redirect would name http:// behind a TLS proxy; 404 is clearer
         telemetry=telemetry,  # type: ignore[arg-type]
+        generate_unique_id_function=unique_id,
     )
     app.state.drain = drain
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(root_router)
+    install_openapi(app, api_prefix=API_PREFIX + "/")
 
-    # Added innermost first, so the request passes: request id -> CORS -> gzip -> rate limit ->
-    # body guard -> routes. The request id wraps everything (even a 413 or 429 carries it); CORS
+    # Added innermost first, so the request passes: security headers -> request id -> CORS -> gzip
+    # -> rate limit -> body guard -> routes. The security headers policy is on every answer, the
+    # bare 500 included; the request id wraps everything else (even a 413 or 429 carries it); CORS
     # comes next, so every answer (413/415/429 included) carries its headers and preflights are
     # answered before they could spend the anonymous budget; the body guard sits inside the rate
     # limiter, so oversized or non-JSON bodies are counted and their 413/415 carry RateLimit-*.
@@ -133,10 +136,11 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         max_body_bytes=settings.max_body_bytes,
         api_prefix=API_PREFIX + "/",
         form_paths={FORM_LOGIN_PATH: FORM_LOGIN_HINT},
+        body_timeout=settings.body_timeout,
     )
     if settings.rate_limit_enabled:
         app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks, prefix=API_PREFIX + "/")
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(NegotiatingGZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -157,4 +161,5 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.add_middleware(
         RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/", in_flight=in_flight
     )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     return app

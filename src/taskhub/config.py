@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cache_ttl: int = Field(default=300, ge=0)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    body_timeout: float = Field(default=30.0, gt=0)  # seconds to receive a whole request body (else 408)
     idempotency_ttl: int = Field(default=86_400, ge=1)
     purge_interval: int = Field(default=3_600, ge=0)  # seconds between housekeeping runs; 0 = never
     log_level: str = "INFO"

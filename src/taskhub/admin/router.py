@@ -10,16 +10,17 @@ from fastapi import APIRouter, Query, Response
 from taskhub.admin.schemas import AdminUserUpdate
 from taskhub.auth.dependencies import AdminUser
 from taskhub.context import Ctx, ReadSession, WriteSession
+from taskhub.core.openapi import problem_responses
 from taskhub.core.pagination import PageParamsDep
 from taskhub.core.responses import model_response
-from taskhub.core.validators import NoNulStr
+from taskhub.core.validators import PlainText
 from taskhub.tasks import service as task_service
 from taskhub.tasks.dependencies import TaskQueryDep
 from taskhub.tasks.schemas import TaskPage
 from taskhub.users import service as user_service
 from taskhub.users.schemas import UserPage, UserRead
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], responses=problem_responses(403))
 
 
 @router.get("/users", response_model=UserPage)
@@ -27,13 +28,13 @@ async def list_users(
     admin: AdminUser,
     session: ReadSession,
     paging: PageParamsDep,
-    q: Annotated[NoNulStr | None, Query(max_length=200, description="Matches email or name; empty = all")] = None,
+    q: Annotated[PlainText | None, Query(max_length=200, description="Matches email or name; empty = all")] = None,
 ) -> Response:
     """Every user, newest first, paged like tasks (``page`` with ``total``, or ``cursor``)."""
     return model_response(await user_service.list_users(session, q=q or None, paging=paging))
 
 
-@router.patch("/users/{user_id}", response_model=UserRead)
+@router.patch("/users/{user_id}", response_model=UserRead, responses=problem_responses(404, 409))
 async def update_user(
     user_id: uuid.UUID, body: AdminUserUpdate, admin: AdminUser, session: WriteSession, ctx: Ctx
 ) -> Response:
@@ -45,7 +46,7 @@ async def update_user(
     return model_response(UserRead.model_validate(updated))
 
 
-@router.delete("/users/{user_id}", status_code=204)
+@router.delete("/users/{user_id}", status_code=204, responses=problem_responses(404, 409))
 async def delete_user(user_id: uuid.UUID, admin: AdminUser, session: WriteSession, ctx: Ctx) -> Response:
     """Delete a user and all of their tasks."""
     target = await user_service.get_user(session, user_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
@@ -13,12 +13,14 @@ from taskhub.auth.errors import InvalidRefreshToken
 from taskhub.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
 from taskhub.context import AppContext, ClientAddress, Ctx, WriteSession
 from taskhub.core.errors import Unauthorized
+from taskhub.core.openapi import headers, problem_responses
 from taskhub.core.responses import model_response
 from taskhub.urls import api_path
 from taskhub.users import service as user_service
 from taskhub.users.schemas import UserRead
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+_TOKENS: dict[int | str, Any] = {200: {"headers": headers("Cache-Control", "Set-Cookie")}}
 
 REFRESH_COOKIE = "taskhub_refresh"
 COOKIE_PATH = api_path("/auth")
@@ -59,7 +61,12 @@ async def _login(session: WriteSession, ctx: AppContext, limits: AuthLimits, ema
     return _token_response(ctx, issued, limits)
 
 
-@router.post("/register", status_code=201, response_model=UserRead)
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserRead,
+    responses={201: {"headers": headers("Location")}, **problem_responses(409)},
+)
 async def register(body: RegisterRequest, session: WriteSession, ctx: Ctx, limits: AuthRateLimit) -> Response:
     """Create an account (no token: log in next)."""
     await limits.charge_account(body.email)
@@ -68,13 +75,13 @@ async def register(body: RegisterRequest, session: WriteSession, ctx: Ctx, limit
     return model_response(UserRead.model_validate(user), status_code=201, headers=headers)
 
 
-@router.post("/login", response_model=TokenPair)
+@router.post("/login", response_model=TokenPair, responses={**_TOKENS, **problem_responses(401, 403)})
 async def login(body: LoginRequest, session: WriteSession, ctx: Ctx, limits: AuthRateLimit) -> Response:
     """Exchange email and password for an access token and a refresh token."""
     return await _login(session, ctx, limits, body.email, body.password)
 
 
-@router.post("/token", response_model=TokenPair)
+@router.post("/token", response_model=TokenPair, responses={**_TOKENS, **problem_responses(401, 403)})
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], session: WriteSession, ctx: Ctx, limits: AuthRateLimit
 ) -> Response:
@@ -82,7 +89,7 @@ async def token(
     return await _login(session, ctx, limits, form.username, form.password)
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, responses={**_TOKENS, **problem_responses(401)})
 async def refresh(
     request: Request, session: WriteSession, ctx: Ctx, ip: ClientAddress, body: RefreshRequest | None = None
 ) -> Response:
@@ -107,7 +114,7 @@ async def refresh(
     return _token_response(ctx, issued)
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, responses={204: {"headers": headers("Set-Cookie")}})
 async def logout(
     request: Request, principal: CurrentPrincipal, session: WriteSession, ctx: Ctx, body: LogoutRequest | None = None
 ) -> Response:

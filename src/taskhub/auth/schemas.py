@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from taskhub.core.validators import SecretText
 from taskhub.users.schemas import Email, Name, Password, StrictModel
 
 
@@ -20,20 +21,20 @@ class RegisterRequest(StrictModel):
 class LoginRequest(StrictModel):
     """``POST /auth/login``: credentials are checked as a whole (same 401 for either mistake)."""
 
-    email: str = Field(max_length=400)
+    email: Annotated[SecretText, Field(max_length=400)]  # compared, never stored: see docs/api.md "Text"
     password: Password
 
 
 class RefreshRequest(StrictModel):
     """``POST /auth/refresh``; the body may be empty when the refresh cookie is sent."""
 
-    refresh_token: str | None = Field(default=None, max_length=200)
+    refresh_token: Annotated[SecretText, Field(max_length=200)] | None = None
 
 
 class LogoutRequest(StrictModel):
     """``POST /auth/logout``: optionally the refresh token whose family should be revoked."""
 
-    refresh_token: str | None = Field(default=None, max_length=200)
+    refresh_token: Annotated[SecretText, Field(max_length=200)] | None = None
 
 
 class TokenPair(BaseModel):

@@ -159,6 +159,20 @@ def _clean_validation_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
     return cleaned
 
 
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _malformed_json(request: Request) -> Response:
+    return problem_response(
+        request.url.path,
+        _request_id(request),
+        status=400,
+        title="Malformed JSON",
+        detail="The request body is not valid JSON (UTF-8).",
+        slug="malformed-json",
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that render every error as problem details."""
 
@@ -179,14 +193,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return problem_response(
-                request.url.path,
-                _request_id(request),
-                status=400,
-                title="Malformed JSON",
-                detail="The request body is not valid JSON.",
-                slug="malformed-json",
-            )
+            return _malformed_json(request)
         cleaned = _clean_validation_errors(errors)
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in cleaned)
         return problem_response(
@@ -203,6 +210,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else None
         status = exc.status_code
+        if status == 400 and detail == FASTAPI_BODY_ERROR:
+            # FastAPI's answer to a body json.loads cannot take (not UTF-8, nested beyond the
+            # recursion limit, an integer over 4300 digits): the same problem as any malformed JSON.
+            return _malformed_json(request)
         if status == 404 and detail == "Not Found":
             detail = f"No route matches {request.url.path}"
         if status == 405:

@@ -85,8 +85,13 @@ def common_passwords() -> frozenset[str]:
 
 
 def normalize_email(email: str) -> str:
-    """Comparison form of an email: trimmed, Unicode NFKC-normalized, case-folded."""
-    return unicodedata.normalize("NFKC", email.strip()).casefold()
+    """Comparison form of an email: Unicode NFKC-normalized, case-folded, trimmed.
+
+    Idempotent, so a normalized email names the same account as the text it came from: NFKC runs
+    again after case folding (which can leave NFKC) and trimming comes last (NFKC can turn a
+    character into a space and a combining mark: U+00B8 becomes U+0020 U+0327).
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", email).casefold()).strip()
 
 
 def password_problem(password: str, email: str | None = None) -> str | None:

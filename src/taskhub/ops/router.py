@@ -12,7 +12,7 @@ from sqlalchemy import text
 from taskhub import __version__
 from taskhub.context import get_context
 from taskhub.core.responses import model_response
-from taskhub.ops.schemas import Health
+from taskhub.ops.schemas import Health, Ready
 
 router = APIRouter(tags=["operations"])
 
@@ -26,7 +26,7 @@ async def health(request: Request) -> Response:
     )
 
 
-@router.get("/ready", responses={503: {"description": "A dependency is down"}})
+@router.get("/ready", response_model=Ready, responses={503: {"model": Ready, "description": "A dependency is down"}})
 async def ready(request: Request) -> Response:
     """Readiness: 200 when the database (and cache, when configured) answer, else 503. The
     ``broker`` check (and the outbox backlog) is reported but does not make the instance unready."""

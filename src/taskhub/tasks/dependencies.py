@@ -9,10 +9,10 @@ from fastapi import Depends, Query
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.context import Ctx, WriteSession
-from taskhub.core.validators import NoNulStr, UtcDatetime
+from taskhub.core.validators import MultilineText, PlainText, UtcDatetime
 from taskhub.tasks import service as task_service
 from taskhub.tasks.models import Task
-from taskhub.tasks.schemas import Priority, SortName, Status, TaskQuery, TaskRead
+from taskhub.tasks.schemas import Priority, SortName, Status, TaskQuery, TaskRead, normalize_tag
 
 
 async def readable_task(task_id: uuid.UUID, user: CurrentUser, ctx: Ctx) -> TaskRead:
@@ -36,9 +36,9 @@ OwnedTaskForWrite = Annotated[Task, Depends(writable_task)]
 async def task_query(
     status: Annotated[list[Status] | None, Query(description="Repeatable: ?status=todo&status=in_progress")] = None,
     priority: Annotated[list[Priority] | None, Query(description="Repeatable")] = None,
-    tag: Annotated[NoNulStr | None, Query(min_length=1, max_length=50)] = None,
+    tag: Annotated[PlainText | None, Query(min_length=1, max_length=50)] = None,
     q: Annotated[
-        NoNulStr | None, Query(max_length=200, description="Search title and description; empty = all")
+        MultilineText | None, Query(max_length=200, description="Search title and description; empty = all")
     ] = None,
     due_before: Annotated[UtcDatetime | None, Query(description="RFC 3339 with offset")] = None,
     due_after: Annotated[UtcDatetime | None, Query(description="RFC 3339 with offset")] = None,
@@ -52,7 +52,7 @@ async def task_query(
     return TaskQuery(
         status=status,
         priority=priority,
-        tag=tag,
+        tag=normalize_tag(tag) if tag is not None else None,
         q=q or None,
         due_before=due_before,
         due_after=due_after,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
+from pydantic import AfterValidator
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.context import Ctx, ReadSession, WriteSession
+from taskhub.core.openapi import headers, problem_responses
 from taskhub.core.pagination import PageParamsDep
 from taskhub.core.responses import model_response
+from taskhub.core.validators import header_token
 from taskhub.tasks import service as task_service
 from taskhub.tasks.dependencies import OwnedTask, OwnedTaskForWrite, TaskQueryDep
 from taskhub.tasks.idempotency import MAX_KEY_LENGTH
@@ -17,10 +20,21 @@ from taskhub.tasks.schemas import TaskCreate, TaskPage, TaskRead, TaskReplace, T
 from taskhub.urls import api_path
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+# OpenAPI links: what a client (and Schemathesis' stateful tests) can do with a task it got back.
+_BY_ID = {"task_id": "$response.body#/id"}
+_WRITE_LINKS = {
+    "update": {"operationId": "update_task", "parameters": {**_BY_ID, "header.If-Match": "$response.header.ETag"}},
+    "replace": {"operationId": "replace_task", "parameters": {**_BY_ID, "header.If-Match": "$response.header.ETag"}},
+    # No If-Match here: the fuzzer sends none (204) or one of its own (412), both documented paths.
+    "delete": {"operationId": "delete_task", "parameters": _BY_ID},
+}
+_TASK_LINKS = {"get": {"operationId": "get_task", "parameters": _BY_ID}, **_WRITE_LINKS}
+_TASK_RESPONSE: dict[int | str, Any] = {200: {"headers": headers("ETag"), "links": _TASK_LINKS}}
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(alias="Idempotency-Key", min_length=1, max_length=MAX_KEY_LENGTH, description="Replays the first response"),
+    AfterValidator(header_token),
 ]
 
 
@@ -31,7 +45,18 @@ def _task_response(read: TaskRead, *, status_code: int = 200, location: bool = F
     return model_response(read, status_code=status_code, headers=headers)
 
 
-@router.post("", status_code=201, response_model=TaskRead)
+@router.post(
+    "",
+    status_code=201,
+    response_model=TaskRead,
+    responses={
+        201: {
+            "headers": {**headers("Location", "ETag"), **headers("Idempotent-Replayed", required=False)},
+            "links": _TASK_LINKS,
+        },
+        **problem_responses(409, descriptions={409: "A request with this Idempotency-Key is in progress"}),
+    },
+)
 async def create_task(
     body: TaskCreate, user: CurrentUser, session: WriteSession, ctx: Ctx, idempotency_key: IdempotencyKeyHeader = None
 ) -> Response:
@@ -50,7 +75,7 @@ async def create_task(
     return response
 
 
-@router.get("", response_model=TaskPage)
+@router.get("", response_model=TaskPage, responses={200: {"headers": headers("X-Cache")}})
 async def list_tasks(
     query: TaskQueryDep, paging: PageParamsDep, user: CurrentUser, session: ReadSession, ctx: Ctx
 ) -> Response:
@@ -65,7 +90,15 @@ async def task_stats(user: CurrentUser, session: ReadSession) -> Response:
     return model_response(await task_service.stats(session, user))
 
 
-@router.get("/{task_id}", response_model=TaskRead, responses={304: {"description": "Not modified"}})
+@router.get(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={
+        **_TASK_RESPONSE,
+        304: {"description": "Not modified (If-None-Match)", "headers": headers("ETag")},
+        **problem_responses(404),
+    },
+)
 async def get_task(
     task: OwnedTask, if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None
 ) -> Response:
@@ -75,7 +108,7 @@ async def get_task(
     return _task_response(task)
 
 
-@router.patch("/{task_id}", response_model=TaskRead)
+@router.patch("/{task_id}", response_model=TaskRead, responses={**_TASK_RESPONSE, **problem_responses(404, 412)})
 async def update_task(
     body: TaskUpdate,
     task: OwnedTaskForWrite,
@@ -90,7 +123,7 @@ async def update_task(
     return _task_response(TaskRead.model_validate(updated))
 
 
-@router.put("/{task_id}", response_model=TaskRead)
+@router.put("/{task_id}", response_model=TaskRead, responses={**_TASK_RESPONSE, **problem_responses(404, 412)})
 async def replace_task(
     body: TaskReplace,
     task: OwnedTaskForWrite,
@@ -104,7 +137,7 @@ async def replace_task(
     return _task_response(TaskRead.model_validate(updated))
 
 
-@router.delete("/{task_id}", status_code=204)
+@router.delete("/{task_id}", status_code=204, responses=problem_responses(404, 412))
 async def delete_task(
     task: OwnedTaskForWrite, user: CurrentUser, session: WriteSession, ctx: Ctx, if_match: IfMatch = None
 ) -> Response:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from taskhub.core.pagination import Page, SortKey
-from taskhub.core.validators import NoNulStr, UtcDatetime, not_null
+from taskhub.core.validators import MultilineText, PlainText, UtcDatetime, nfc, not_null
 
 Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["low", "medium", "high"]
@@ -25,12 +25,24 @@ def _title(value: str) -> str:
     return value
 
 
+def _description(value: str) -> str:
+    if len(value) > 10_000:  # NFC can lengthen text (U+0958 becomes two code points)
+        raise ValueError("must be at most 10000 characters")
+    return value
+
+
+def normalize_tag(raw: str) -> str:
+    """The stored and compared form of a tag: trimmed, lower-cased, NFC (SPEC "Tasks")."""
+    # Lower-casing can leave NFC (U+0130 becomes i + U+0307): normalise after it.
+    return nfc(raw.strip().lower())
+
+
 def _tags(values: list[str]) -> list[str]:
     if len(values) > 20:
         raise ValueError("at most 20 tags")
     seen: dict[str, None] = {}
     for i, raw in enumerate(values):
-        tag = raw.strip().lower()
+        tag = normalize_tag(raw)
         if not 1 <= len(tag) <= 50:
             raise ValueError(f"tag {i} must be 1..50 characters after trimming")
         seen.setdefault(tag, None)
@@ -43,9 +55,11 @@ def _rfc3339_only(value: object) -> object:
     return value
 
 
-Title = Annotated[NoNulStr, Field(max_length=1000), AfterValidator(_title)]
-Description = Annotated[NoNulStr, Field(max_length=10_000)]
-Tags = Annotated[list[Annotated[NoNulStr, Field(max_length=1000)]], AfterValidator(_tags)]
+# Lengths are counted in code points after NFC normalisation and trimming; the max_length before
+# them only bounds the work done on absurd input.
+Title = Annotated[PlainText, Field(max_length=1000), AfterValidator(_title)]
+Description = Annotated[MultilineText, Field(max_length=10_000), AfterValidator(_description)]
+Tags = Annotated[list[Annotated[PlainText, Field(max_length=1000)]], AfterValidator(_tags)]
 DueDate = Annotated[UtcDatetime | None, BeforeValidator(_rfc3339_only)]
 
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from taskhub.auth.dependencies import CurrentUser
 from taskhub.context import Ctx, WriteSession
+from taskhub.core.openapi import problem_responses
 from taskhub.core.responses import model_response
 from taskhub.users import service as user_service
 from taskhub.users.schemas import AccountDelete, PasswordChange, UserRead, UserUpdate
@@ -19,7 +20,7 @@ async def read_me(user: CurrentUser) -> Response:
     return model_response(UserRead.model_validate(user))
 
 
-@router.patch("/me", response_model=UserRead)
+@router.patch("/me", response_model=UserRead, responses=problem_responses(409))
 async def update_me(body: UserUpdate, user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
     """Change name and/or email (an email change needs ``current_password``)."""
     updated = await user_service.update_profile(
@@ -48,7 +49,7 @@ async def change_password(body: PasswordChange, user: CurrentUser, session: Writ
     return Response(status_code=204)
 
 
-@router.delete("/me", status_code=204)
+@router.delete("/me", status_code=204, responses=problem_responses(409, descriptions={409: "The last active admin"}))
 async def delete_me(body: AccountDelete, user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
     """Delete the account and all of its tasks."""
     await user_service.delete_account(

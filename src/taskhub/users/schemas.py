@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from taskhub.core.pagination import Page, SortKey
 from taskhub.core.security import normalize_email
-from taskhub.core.validators import NoNulStr, not_null
+from taskhub.core.validators import ExactText, PlainText, SecretText, not_null
 
 
 def _check_email(value: str) -> str:
@@ -32,10 +32,10 @@ def _check_name(value: str) -> str:
     return value
 
 
-Email = Annotated[NoNulStr, Field(max_length=400), AfterValidator(_check_email)]
+Email = Annotated[ExactText, Field(max_length=400), AfterValidator(_check_email)]
 """An email address, trimmed; stored as given, compared in normalized form."""
-Name = Annotated[NoNulStr, Field(max_length=400), AfterValidator(_check_name)]
-Password = Annotated[str, Field(max_length=1000)]
+Name = Annotated[PlainText, Field(max_length=400), AfterValidator(_check_name)]
+Password = Annotated[SecretText, Field(max_length=1000)]
 
 
 class StrictModel(BaseModel):
