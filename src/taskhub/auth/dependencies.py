@@ -12,7 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
 from taskhub.auth import service as auth_service
-from taskhub.context import ClientAddress, Ctx, get_context
+from taskhub.context import Caller, ClientAddress, Ctx, get_context, set_caller
 from taskhub.core.errors import DomainError, Forbidden, Unauthorized
 from taskhub.core.ratelimit import RateLimiter, RateLimitResult
 from taskhub.core.security import AccessClaims, normalize_email
@@ -37,8 +37,9 @@ async def _authenticate(conn: HTTPConnection, token: str | None) -> Principal:
     if not token:
         raise Unauthorized("Send an access token in the Authorization: Bearer header.")
     ctx = get_context(conn)
-    user, claims = await auth_service.authenticate(ctx.db, ctx.tokens, token, cache=ctx.auth_cache)
-    return Principal(user, claims)
+    found = await auth_service.authenticate(ctx.db, ctx.tokens, token, cache=ctx.auth_cache)
+    set_caller(conn, Caller(found.user.id, found.read_floor))
+    return Principal(found.user, found.claims)
 
 
 async def current_principal(conn: HTTPConnection, token: Annotated[str | None, Depends(bearer)]) -> Principal:
