@@ -307,6 +307,7 @@ class Database:
                 yield read
             except Exception as exc:
                 if is_connection_error(exc):
+                    log.warning("database_unavailable", work="read", error=repr(exc)[:300])
                     raise DatabaseUnavailable(_UNAVAILABLE, headers=_RETRY) from exc
                 raise
             finally:
@@ -324,6 +325,7 @@ class Database:
         except Exception as exc:
             await _rollback_quietly(session)
             if is_connection_error(exc):
+                log.warning("database_unavailable", work="write", error=repr(exc)[:300])
                 raise DatabaseUnavailable(_UNAVAILABLE, headers=_RETRY) from exc
             raise
         except BaseException:
@@ -340,6 +342,7 @@ class Database:
         except Exception as exc:
             if is_connection_error(exc):
                 await _rollback_quietly(session)
+                log.warning("database_unavailable", work="commit", error=repr(exc)[:300])
                 raise DatabaseUnavailable(
                     "The database connection was lost while committing; the change may or may not "
                     "have been saved. Read it back before retrying a request that is not idempotent.",
