@@ -219,11 +219,19 @@ class ReplicaMonitor:
             server_settings={"application_name": "taskhub-replica-monitor"},
         )
 
+    async def _fetch(self, conn: Any, sql: str) -> Any:
+        if self.statement_cache_size:
+            return await conn.fetchrow(sql, timeout=self.timeout)
+        # Behind PgBouncer (transaction mode) the two halves of the extended protocol must stay on
+        # one server connection: a transaction pins them.
+        async with conn.transaction():
+            return await conn.fetchrow(sql, timeout=self.timeout)
+
     async def _poll_primary(self) -> None:
         try:
             if self._primary_conn is None or self._primary_conn.is_closed():
                 self._primary_conn = await self._connect(self.primary_dsn)
-            position = await self._primary_conn.fetchval(_PRIMARY_SQL, timeout=self.timeout)
+            (position,) = await self._fetch(self._primary_conn, _PRIMARY_SQL)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             # No primary (a failover): no new samples, so replicas stay judged against the last
             # position the primary had; new commits cannot happen without a primary anyway.
@@ -237,7 +245,7 @@ class ReplicaMonitor:
         try:
             if replica._conn is None or replica._conn.is_closed():
                 replica._conn = await self._connect(asyncpg_dsn(replica.url))
-            in_recovery, position, port = await replica._conn.fetchrow(_REPLICA_SQL, timeout=self.timeout)
+            in_recovery, position, port = await self._fetch(replica._conn, _REPLICA_SQL)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if replica.position is not None:
                 log.warning("replica_unreachable", replica=replica.name, error=type(exc).__name__)

@@ -76,21 +76,38 @@ def _sqlite_engine(url: str, *, immediate: bool, readonly: bool = False) -> Asyn
     return engine
 
 
+def _unnamed_statement() -> str:
+    return ""
+
+
 def _postgres_engine(url: str, settings: Settings, *, readonly: bool = False) -> AsyncEngine:
+    connect_args: dict[str, Any] = {
+        "server_settings": {"application_name": "taskhub"},
+        "command_timeout": 30,
+        # A node that is gone (a failover, a partition) must cost seconds, not asyncpg's 60 s.
+        "timeout": settings.database_connect_timeout,
+    }
+    if settings.database_pgbouncer:
+        # PgBouncer in transaction mode (1.18, Debian 12; no max_prepared_statements before 1.21)
+        # may hand each transaction another server connection. asyncpg prepares every statement
+        # (Parse/Describe, then Bind/Execute): with unnamed statements and no caches, nothing
+        # outlives one exchange, and the transaction pins both halves to one server connection.
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unnamed_statement,
+        }
+    # Behind PgBouncer reads run in a transaction too (see above), so no autocommit engine.
+    autocommit = readonly and not settings.database_pgbouncer
     return create_async_engine(
         url,
         **_JSON,
-        **(_READ_ONLY if readonly else {}),
+        **(_READ_ONLY if autocommit else {}),
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_pool_timeout,
         pool_pre_ping=False,
-        connect_args={
-            "server_settings": {"application_name": "taskhub"},
-            "command_timeout": 30,
-            # A node that is gone (a failover, a partition) must cost seconds, not asyncpg's 60 s.
-            "timeout": settings.database_connect_timeout,
-        },
+        connect_args=connect_args,
     )
 
 
@@ -216,6 +233,8 @@ class Database:
         self.primary = make_engine(url, settings, immediate=True)
         if self.dialect == "sqlite":
             self.primary_reader = make_read_engine(url, settings)
+        elif settings.database_pgbouncer:
+            self.primary_reader = self.primary  # reads in a transaction behind PgBouncer
         else:
             # The primary's own pool in autocommit mode (one pool per process, not two; on asyncpg
             # the isolation level is client-side, so switching it costs no round trip).
@@ -233,6 +252,7 @@ class Database:
                 url,
                 poll_interval=settings.database_replica_poll_interval,
                 max_lag=settings.database_replica_max_lag,
+                statement_cache_size=0 if settings.database_pgbouncer else 100,
             )
         self.positions: WritePositions | None = None
         self.route_counts: Counter[str] = Counter()
