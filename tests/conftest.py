@@ -7,15 +7,19 @@ When it is unreachable the PostgreSQL run is skipped locally, but fails under ``
 A test that only means something on PostgreSQL (pool settings, row locks) is marked
 ``@pytest.mark.postgres_only``: it is then generated for the ``postgresql`` backend only, so it
 is neither run nor reported as skipped on SQLite.
+
+The API suite (``tests/auth``, ``tasks``, ``users``, ``admin``) also runs on a third backend,
+``pgbouncer``: the same PostgreSQL server behind a PgBouncer of the session's own in transaction
+mode (``tests/pgbouncer.py``), with ``TASKHUB_DATABASE_PGBOUNCER=true``.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,6 +38,7 @@ from taskhub.config import Settings
 from taskhub.db import migrate
 from taskhub.db.models import Base
 from taskhub.db.session import make_engine
+from tests.pgbouncer import PgBouncer, start_pgbouncer
 
 PG_URL = os.environ.get("TASKHUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -98,10 +103,16 @@ async def fresh_postgres_database(prefix: str) -> AsyncIterator[str]:
 
 @dataclass
 class Backend:
-    """A migrated, empty database for one backend."""
+    """A migrated, empty database for one backend: ``url`` is what the app uses, ``direct_url``
+    the server itself (for test set-up and clean-up), ``settings`` extra settings the backend needs."""
 
     name: str
     url: str
+    direct_url: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.direct_url = self.direct_url or self.url
 
 
 async def _truncate(url: str, tmp: Path) -> None:
@@ -118,10 +129,13 @@ async def _truncate(url: str, tmp: Path) -> None:
 
 
 BACKENDS = ("sqlite", "postgresql")
+API_SUITE = ("auth", "tasks", "users", "admin")
+"""Test packages that also run behind PgBouncer (the HTTP API's own tests)."""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize :func:`backend` over :data:`BACKENDS`, or over PostgreSQL alone for ``postgres_only``.
+    """Parametrize :func:`backend` over :data:`BACKENDS` (plus ``pgbouncer`` for the
+    :data:`API_SUITE`), or over the PostgreSQL ones alone for ``postgres_only``.
 
     The parametrization is done here rather than with ``params=`` on the fixture so that a marker
     can narrow it; a ``postgres_only`` test that does not use ``backend`` is a collection error.
@@ -131,7 +145,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if postgres_only:
             raise pytest.UsageError(f"{metafunc.definition.nodeid}: postgres_only needs the backend fixture")
         return
-    names = ["postgresql"] if postgres_only else list(BACKENDS)
+    names = list(BACKENDS)
+    package = Path(str(metafunc.definition.fspath)).parent
+    if package.parent == Path(__file__).parent and package.name in API_SUITE:
+        names.append("pgbouncer")
+    if postgres_only:
+        names.remove("sqlite")
     metafunc.parametrize("backend", names, indirect=True, scope="session")
 
 
@@ -150,9 +169,27 @@ async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     async with fresh_postgres_database("taskhub_test_") as url:
         settings = Settings(database_url=url, data_dir=tmp)
         engine = make_engine(url, settings)
-        await migrate.upgrade(engine)
+        await migrate.upgrade(engine)  # migrations go to the server itself, never through PgBouncer
         await engine.dispose()
+        if request.param == "pgbouncer":
+            bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+            name = make_url(url).database
+            assert name is not None
+            yield Backend("pgbouncer", bouncer.url(name), url, {"database_pgbouncer": True})
+            return
         yield Backend("postgresql", url)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[PgBouncer]:
+    """A PgBouncer of this session's own in transaction mode, in front of :data:`PG_URL`'s server."""
+    server = make_url(PG_URL)
+    try:
+        bouncer = start_pgbouncer(server.host or "127.0.0.1", server.port or 5432, default_pool_size=3)
+    except (FileNotFoundError, RuntimeError) as exc:
+        unavailable(str(exc))
+    yield bouncer
+    bouncer.stop()
 
 
 @pytest.fixture
@@ -169,6 +206,7 @@ def settings_factory(backend: Backend, tmp_path: Path) -> Callable[..., Settings
             "rate_limit_enabled": False,
             "auto_migrate": False,
             "log_level": "WARNING",
+            **backend.settings,
         }
         values.update(overrides)
         return Settings(**values)
@@ -192,7 +230,7 @@ async def app_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Callabl
     yield start
     for manager in managers:
         await manager.__aexit__(None, None, None)
-    await _truncate(backend.url, tmp_path)
+    await _truncate(backend.direct_url, tmp_path)
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:

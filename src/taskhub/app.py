@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         try:
             if migrate_on_start:
                 await migrate.upgrade(ctx.db.primary)
+            await ctx.db.start()
             if settings.purge_interval > 0:
                 purger = asyncio.create_task(run_periodically(ctx.db, settings))
             await events.start()

@@ -33,9 +33,18 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None
     database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    database_pool_size: int = Field(default=20, ge=1)
-    database_max_overflow: int = Field(default=10, ge=0)
-    database_pool_timeout: float = Field(default=10.0, gt=0)  # seconds to wait for a free connection
+    # Per process, the seed's pool: at most 50 connections (10 kept + 40 overflow), 5 s wait.
+    database_pool_size: int = Field(default=10, ge=1)
+    database_max_overflow: int = Field(default=40, ge=0)
+    database_pool_timeout: float = Field(default=5.0, gt=0)  # seconds to wait for a free connection
+    # PgBouncer in transaction mode between Taskhub and PostgreSQL: no prepared-statement cache,
+    # every read in a transaction (docs/scaling.md, "Pooling").
+    database_pgbouncer: bool = False
+    database_connect_timeout: float = Field(default=5.0, gt=0)  # seconds a new PostgreSQL connection may take
+    # Read replicas (docs/scaling.md): a replica more than max_lag seconds behind the primary takes
+    # no reads; every replica's replay position and the primary's position are polled this often.
+    database_replica_max_lag: float = Field(default=10.0, gt=0)
+    database_replica_poll_interval: float = Field(default=0.2, gt=0, le=5)
     redis_url: str | None = None
     jwt_secret: str | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"

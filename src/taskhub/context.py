@@ -5,11 +5,17 @@ lifespan of :func:`taskhub.app.create_app` builds it with :func:`build_context` 
 ``app.state.ctx``; nothing is built at import or in ``create_app`` itself, so ``taskhub openapi``
 has no side effects. Endpoints take what they need by name: ``Ctx``, ``ReadSession``,
 ``WriteSession``, ``ClientAddress``.
+
+Read-your-writes: authentication records the :class:`Caller` (user id and read floor) on the
+connection's state. ``ReadSession`` reads at that floor (a replica that has replayed the caller's
+last write, else the primary; the primary when nobody authenticated first), and ``WriteSession``
+names the caller for the position its commit records (:func:`taskhub.db.session.read_your_writes`).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -26,7 +32,8 @@ from taskhub.core.denylist import DatabaseOnlyDenylist, RedisDenylist, TokenDeny
 from taskhub.core.network import client_ip
 from taskhub.core.ratelimit import RateLimiter
 from taskhub.core.security import PasswordHasher, TokenCodec
-from taskhub.db.session import Database
+from taskhub.db.replicas import PRIMARY_ONLY
+from taskhub.db.session import Database, read_your_writes
 
 
 @dataclass
@@ -80,6 +87,9 @@ def build_context(settings: Settings) -> AppContext:
         cache = NullCache() if settings.cache_ttl <= 0 or settings.workers > 1 else MemoryCache(settings.cache_ttl)
         denylist = DatabaseOnlyDenylist()
         limiter_storage = None
+    db = Database(settings)
+    auth_cache = _auth_cache(settings, redis)
+    db.positions = auth_cache  # writes record their WAL position where reads look for it
     return AppContext(
         settings=settings,
         tokens=TokenCodec(
@@ -89,7 +99,7 @@ def build_context(settings: Settings) -> AppContext:
             audience=settings.jwt_audience,
             ttl=settings.access_token_ttl,
         ),
-        db=Database(settings),
+        db=db,
         hasher=PasswordHasher.from_settings(settings),
         limiter=RateLimiter(
             {
@@ -102,17 +112,20 @@ def build_context(settings: Settings) -> AppContext:
         ),
         cache=cache,
         denylist=denylist,
-        auth_cache=_auth_cache(settings, redis),
+        auth_cache=auth_cache,
         redis=redis,
     )
 
 
 def _auth_cache(settings: Settings, redis: Redis | None) -> AuthCache:
-    # Decisions are never stored with read replicas: a lagging replica could re-cache a revoked
-    # one. Without Redis, generations are per process: correct with one process only.
+    # Decisions are not stored in Redis mode with read replicas (every request's authentication
+    # read goes to a replica at the caller's floor instead). Without Redis, generations and read
+    # floors are per process: correct with one process only; several processes without Redis get
+    # no cache and read from the primary (a floor recorded elsewhere would be unknown here).
+    replicas = bool(settings.database_replica_urls)
     if redis is not None:
-        return RedisAuthCache(redis, store_decisions=not settings.database_replica_urls)
-    if settings.workers == 1 and not settings.database_replica_urls:
+        return RedisAuthCache(redis, store_decisions=not replicas, track_positions=replicas)
+    if settings.workers == 1:
         return MemoryAuthCache()
     return NullAuthCache()
 
@@ -131,18 +144,56 @@ async def context_dependency(conn: HTTPConnection) -> AppContext:
 Ctx = Annotated[AppContext, Depends(context_dependency)]
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The authenticated caller of a request: ``user_id`` and the ``read_floor`` (WAL position)
+    their reads must have replayed."""
+
+    user_id: uuid.UUID
+    read_floor: int
+
+
+_CALLER = "taskhub_caller"
+
+
+def set_caller(conn: HTTPConnection, caller: Caller) -> None:
+    """Record the authenticated caller on the request (done by the auth dependencies)."""
+    conn.scope.setdefault("state", {})[_CALLER] = caller
+
+
+def get_caller(conn: HTTPConnection) -> Caller | None:
+    """The caller recorded by authentication, or None (anonymous, or not authenticated yet)."""
+    caller = conn.scope.get("state", {}).get(_CALLER)
+    return caller if isinstance(caller, Caller) else None
+
+
+def read_floor(conn: HTTPConnection) -> int:
+    """The WAL position this request's reads must see: the caller's floor, or
+    :data:`~taskhub.db.replicas.PRIMARY_ONLY` (read from the primary) when nobody authenticated."""
+    caller = get_caller(conn)
+    return caller.read_floor if caller is not None else PRIMARY_ONLY
+
+
 async def read_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    """A read-only unit of work on a read engine (a replica when configured)."""
-    async with get_context(conn).db.unit_of_work(readonly=True) as session:
+    """A read-only unit of work at the caller's floor: a replica that has replayed the caller's
+    last write, else the primary. Declare it after ``CurrentUser`` (dependencies run in order);
+    before authentication it reads from the primary."""
+    async with get_context(conn).db.unit_of_work(readonly=True, floor=read_floor(conn)) as session:
         yield session
 
 
 async def write_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """A unit of work on the primary. It commits when the endpoint returns and *before* the
     response is sent (``scope="function"``), so a client never gets a 2xx for a write that did not
-    commit; it rolls back when the endpoint raises (see :meth:`Database.unit_of_work`)."""
+    commit; it rolls back when the endpoint raises (see :meth:`Database.unit_of_work`). The
+    authenticated caller reads their own write from then on (read-your-writes)."""
     async with get_context(conn).db.unit_of_work() as session:
-        yield session
+        try:
+            yield session
+        finally:
+            caller = get_caller(conn)
+            if caller is not None:
+                read_your_writes(session, caller.user_id)
 
 
 ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]

@@ -227,10 +227,19 @@ class PgCluster:
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """A three-node Patroni cluster of the session's own: its own run directory and ten free
-    ports (``TASKHUB_TEST_PG_CLUSTER_PORT_BASE`` to pin them), stopped and deleted at the end."""
+    ports (``TASKHUB_TEST_PG_CLUSTER_PORT_BASE`` to pin them), stopped and deleted at the end.
+    With ``TASKHUB_TEST_PG_CLUSTER_REUSE=1`` (development only) the ``make pg-cluster`` cluster
+    named by ``TASKHUB_PG_CLUSTER_DIR``/``_PORT_BASE`` is used and left running."""
     for binary, package in (("etcd", "etcd-server"), ("haproxy", "haproxy")):
         if shutil.which(binary, path=os.environ.get("PATH", "") + ":/usr/sbin") is None:
             unavailable(f"{binary} is not installed (apt-get install {package})")
+    if os.environ.get("TASKHUB_TEST_PG_CLUSTER_REUSE"):
+        # Development: the cluster `make pg-cluster` runs (TASKHUB_PG_CLUSTER_DIR/_PORT_BASE as
+        # exported), brought up if needed and left running afterwards. Never set in CI.
+        reused = PgCluster(env=dict(os.environ), base=int(os.environ.get("TASKHUB_PG_CLUSTER_PORT_BASE", "15430")))
+        reused.up()
+        yield reused
+        return
     base = int(os.environ.get("TASKHUB_TEST_PG_CLUSTER_PORT_BASE") or free_port_block(10))
     # Not pytest's tmp_path: it lives in root's 0700 directory, which the postgres user cannot enter.
     run_dir = tempfile.mkdtemp(prefix="taskhub-pg-cluster-test-")
@@ -261,3 +270,108 @@ def processes_naming(text: str) -> list[str]:
                 if text in cmdline:
                     found.append(f"{proc.name}: {cmdline}")
     return found
+
+
+@dataclass
+class ClusterDatabase:
+    """A fresh, migrated database on the ``pg_cluster``: SQLAlchemy URLs through the writer port
+    and on each replica node, as ``up`` printed the roles when the fixture started."""
+
+    name: str
+    writer: str
+    replicas: list[str]
+    cluster: PgCluster
+
+
+def with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def cluster_sql(url: str, sql: str, *args: Any) -> list[Any]:
+    """Run one statement over its own asyncpg connection to ``url`` (an SQLAlchemy URL); its rows."""
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False), timeout=5)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+async def wait_for(predicate: Callable[[], Any], what: str, within_s: float = 20.0, interval: float = 0.1) -> None:
+    """Await ``predicate()`` (sync or async) until truthy; fail with ``what`` after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within_s:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def patroni_maintenance(cluster: PgCluster, on: bool) -> None:
+    """Turn Patroni's maintenance mode (``patronictl pause``) on or off and wait until every member
+    runs with it. While it is on, Patroni neither fails over nor resumes a replica's WAL replay
+    (it otherwise resumes a paused replay on its next loop, PostgreSQL 14+)."""
+    import urllib.request
+
+    status = cluster.status()
+    rest = [status["ports"][f"patroni-{m['name']}"] for m in status["members"]]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{rest[0]}/config",
+        data=json.dumps({"pause": on}).encode(),
+        method="PATCH",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+    deadline = time.monotonic() + 20
+    while True:
+        seen = []
+        for port in rest:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/patroni", timeout=5) as response:
+                seen.append(bool(json.load(response).get("pause", False)))
+        if all(flag == on for flag in seen):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"Patroni members did not switch maintenance mode to {on}: {seen}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster_database(pg_cluster: PgCluster) -> Iterator[ClusterDatabase]:
+    """A database of this module's own on the cluster, migrated through the writer and visible on
+    both replicas; dropped at the end. Runs ``up`` first: an earlier failover test may have moved
+    the primary, and ``up`` prints the current roles."""
+    from taskhub.config import Settings
+    from taskhub.db import migrate
+    from taskhub.db.session import make_engine
+
+    pg_cluster.up()
+    name = "taskhub_it_" + secrets.token_hex(4)
+    writer = with_database(pg_cluster.writer, name)
+    replicas = [with_database(u, name) for u in pg_cluster.replicas]
+
+    async def create() -> None:
+        await cluster_sql(pg_cluster.writer, f'CREATE DATABASE "{name}"')
+        engine = make_engine(writer, Settings(database_url=writer))
+        await migrate.upgrade(engine)
+        await engine.dispose()
+
+        async def migrated_everywhere() -> bool:
+            for url in replicas:
+                try:
+                    rows = await cluster_sql(url, "select to_regclass('tasks') is not null")
+                except (OSError, asyncpg.PostgresError):
+                    return False
+                if not rows[0][0]:
+                    return False
+            return True
+
+        await wait_for(migrated_everywhere, "the schema on both replicas")
+
+    asyncio.run(create())
+    yield ClusterDatabase(name, writer, replicas, pg_cluster)
+    pg_cluster.up()  # a test may have stopped a node: Patroni restarts it; wait until it streams
+    asyncio.run(cluster_sql(pg_cluster.writer, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -7,6 +7,7 @@ updates, ``Task.version == task.version`` in ``tasks.repository.delete_task`` fo
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -64,3 +65,24 @@ class TestStaleWrites:
         now = await client.get(f"/api/v1/tasks/{task['id']}", headers=h)
         assert now.status_code == 200
         assert now.json()["version"] == 2
+
+
+class TestManyAtOnce:
+    async def test_concurrent_writes_and_reads_of_several_users_all_succeed(
+        self, api: Api, client: httpx.AsyncClient
+    ) -> None:
+        """40 requests at once over the pool: behind PgBouncer in transaction mode each transaction
+        may get another server connection, which asyncpg's cached prepared statements do not
+        survive (this fails there without ``TASKHUB_DATABASE_PGBOUNCER``)."""
+        users = [await api.user(f"many{i}@x.io") for i in range(4)]
+
+        async def create_and_read(headers: dict[str, str], i: int) -> None:
+            created = await api.task(headers, title=f"task {i}")
+            one = await client.get(f"/api/v1/tasks/{created['id']}", headers=headers)
+            assert one.status_code == 200 and one.json() == created
+            listed = await client.get("/api/v1/tasks", params={"limit": 100, "q": "task"}, headers=headers)
+            assert listed.status_code == 200 and created in listed.json()["items"]
+
+        await asyncio.gather(*(create_and_read(users[i % 4], i) for i in range(40)))
+        for headers in users:
+            assert (await client.get("/api/v1/tasks/stats", headers=headers)).json()["total"] == 10

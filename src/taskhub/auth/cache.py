@@ -23,6 +23,17 @@ Two stores of generations:
   Redis restart that loses it makes every cached decision miss instead of matching again. While
   Redis is unreachable nothing is served from or stored in the cache (the database decides), and
   invalidations that could not be delivered are retried every ``retry_interval`` seconds.
+
+Read-your-writes positions ride along (with read replicas; see :mod:`taskhub.db.replicas`): after a
+write commits, the unit of work records the primary's WAL position for each user it concerns
+(:meth:`AuthCache.record_positions`: the caller, the user whose authentication state changed),
+and :meth:`AuthCache.lookup` returns it as ``read_floor``, which every read of that request
+(authentication included) must have replayed. In Redis the floor is one more command in the
+lookup's pipelined round trip, read *after* the generation: a reader that sees a generation bumped
+by a change also sees the floor recorded before that bump, so neither a decision nor a cached list
+page can be computed from a replica that has not replayed the change. The floor is unknown
+(:data:`~taskhub.db.replicas.PRIMARY_ONLY`: read from the primary) while Redis is unreachable or
+positions wait to be delivered.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,7 +56,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.core.breaker import CircuitBreaker
 from taskhub.core.denylist import deny_key
-from taskhub.db.session import on_commit
+from taskhub.db.replicas import ANY_POSITION, PRIMARY_ONLY
+from taskhub.db.session import on_commit, read_your_writes
 from taskhub.users.models import User
 
 log = structlog.get_logger("taskhub.auth.cache")
@@ -53,11 +66,13 @@ log = structlog.get_logger("taskhub.auth.cache")
 @dataclass(frozen=True, slots=True)
 class AuthLookup:
     """What the cache knows of one token: ``revoked`` (denied in the shared denylist), a cached
-    ``user``, and the ``stamp`` to store a fresh decision under (None: do not store one)."""
+    ``user``, the ``stamp`` to store a fresh decision under (None: do not store one), and the
+    ``read_floor`` (WAL position) the caller's reads must see (the primary's when unknown)."""
 
     revoked: bool = False
     user: User | None = None
     stamp: Any = None
+    read_floor: int = PRIMARY_ONLY
 
 
 class AuthCache(Protocol):
@@ -79,6 +94,9 @@ class AuthCache(Protocol):
 
     async def invalidate(self, user_id: uuid.UUID) -> None:
         """Forget every decision about ``user_id`` (after a change to their authentication state)."""
+
+    async def record_positions(self, user_ids: Collection[uuid.UUID], position: int) -> None:
+        """Make ``position`` (a WAL LSN) the read floor of ``user_ids``, unless theirs is higher."""
 
     async def aclose(self) -> None:
         """Stop background work."""
@@ -126,15 +144,25 @@ class _CachedDecisions:
 
 
 class MemoryAuthCache(_CachedDecisions):
-    """Decisions and generations in this process (embedded mode, one process)."""
+    """Decisions, generations and read floors in this process (one process, no Redis).
 
-    def __init__(self, *, ttl: float = 30.0, max_entries: int = 50_000) -> None:
+    Args:
+        ttl: seconds a decision lives. positions_ttl: seconds a read floor is kept (it only matters
+            until every replica has replayed it). max_entries: bound on stored decisions.
+    """
+
+    def __init__(self, *, ttl: float = 30.0, max_entries: int = 50_000, positions_ttl: float = 86_400.0) -> None:
         self._local = _LocalDecisions(ttl, max_entries)
         self._generations: dict[uuid.UUID, int] = {}
+        self._positions: OrderedDict[uuid.UUID, tuple[int, float]] = OrderedDict()
+        self._positions_ttl = positions_ttl
 
     async def lookup(self, jti: str, user_id: uuid.UUID) -> AuthLookup:
         stamp = self._generations.get(user_id, 0)
-        return AuthLookup(user=self._local.get(jti, user_id, stamp), stamp=stamp)
+        floor, expires = self._positions.get(user_id, (ANY_POSITION, 0.0))
+        if expires < time.monotonic():
+            floor = ANY_POSITION
+        return AuthLookup(user=self._local.get(jti, user_id, stamp), stamp=stamp, read_floor=floor)
 
     def put(self, jti: str, user: User, stamp: Any) -> None:
         if stamp == self._generations.get(user.id, 0):  # else read before a change: never stored
@@ -143,26 +171,56 @@ class MemoryAuthCache(_CachedDecisions):
     async def invalidate(self, user_id: uuid.UUID) -> None:
         self._generations[user_id] = self._generations.get(user_id, 0) + 1
 
+    async def record_positions(self, user_ids: Collection[uuid.UUID], position: int) -> None:
+        now = time.monotonic()
+        for user_id in user_ids:
+            floor, expires = self._positions.pop(user_id, (ANY_POSITION, 0.0))
+            self._positions[user_id] = (
+                max(position, floor if expires >= now else ANY_POSITION),
+                now + self._positions_ttl,
+            )
+        while self._positions and next(iter(self._positions.values()))[1] < now:
+            self._positions.popitem(last=False)  # oldest first: entries are moved to the end on write
+
     async def aclose(self) -> None:
         return None
 
 
 class RedisAuthCache(_CachedDecisions):
-    """Decisions in this process, generations and the denylist in Redis (shared by every instance).
+    """Decisions in this process; generations, read floors and the denylist in Redis (shared by
+    every instance).
 
     Args:
         client: a ``redis.asyncio.Redis``. store_decisions: False keeps only the shared denylist
-            check (with read replicas, whose lag could re-cache a revoked decision). ttl: seconds a
-            decision lives. retry_interval: seconds between retries of undelivered invalidations.
+            check. track_positions: read and record read-your-writes floors (with read replicas).
+            ttl: seconds a decision lives. retry_interval: seconds between retries of undelivered
+            invalidations and floors.
     """
 
     GENERATION_TTL = 86_400  # s; an expired generation only costs a miss
+    # s; a floor matters only until the replicas replayed it (seconds), but a list page is cached
+    # under the floor its read used, so a floor must outlive any page read before it was recorded
+    # (TASKHUB_CACHE_TTL): a day is far more than both.
+    POSITION_TTL = 86_400
+
+    # Raise the floor, never lower it (two writes of one user may record out of order). Floors are
+    # 16 hex digits, so string order is numeric order (Lua numbers are doubles: 2**53 at most).
+    _RAISE_FLOOR = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or current < ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
 
     def __init__(
         self,
         client: Redis,
         *,
         store_decisions: bool = True,
+        track_positions: bool = False,
         ttl: float = 30.0,
         max_entries: int = 50_000,
         namespace: str = "taskhub",
@@ -170,39 +228,47 @@ class RedisAuthCache(_CachedDecisions):
     ) -> None:
         self.client = client
         self.store_decisions = store_decisions
+        self.track_positions = track_positions
         self.ns = namespace
         self.retry_interval = retry_interval
         self.breaker = CircuitBreaker()
         self._local = _LocalDecisions(ttl, max_entries)
         self._pending: set[uuid.UUID] = set()
+        self._pending_positions: dict[uuid.UUID, int] = {}
         self._retry: asyncio.Task[None] | None = None
 
     def _gen_key(self, user_id: uuid.UUID) -> str:
         return f"{self.ns}:authgen:{user_id.hex}"
+
+    def _position_key(self, user_id: uuid.UUID) -> str:
+        return f"{self.ns}:ryw:{user_id.hex}"
 
     def _down(self) -> None:
         self.breaker.trip()
         self._local.entries.clear()  # decisions stamped before the outage are not trusted after it
 
     async def lookup(self, jti: str, user_id: uuid.UUID) -> AuthLookup:
-        if self.breaker.is_open or self._pending:
+        if self.breaker.is_open or self._pending or self._pending_positions:
             return AuthLookup()
         fresh = secrets.token_hex(8)
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.exists(deny_key(self.ns, jti))
             pipe.set(self._gen_key(user_id), fresh, nx=True, get=True, ex=self.GENERATION_TTL)
-            denied, current = await pipe.execute()
+            if self.track_positions:
+                pipe.get(self._position_key(user_id))  # after the generation: see the module docstring
+            denied, current, *position = await pipe.execute()
         except RedisError:
             self._down()
             log.warning("auth_cache_unreachable", exc_info=True)
             return AuthLookup()
         if denied:
             return AuthLookup(revoked=True)
+        floor = int(position[0], 16) if position and position[0] else ANY_POSITION
         stamp = current if current is not None else fresh.encode()
         if not self.store_decisions:
-            return AuthLookup()
-        return AuthLookup(user=self._local.get(jti, user_id, stamp), stamp=stamp)
+            return AuthLookup(read_floor=floor)
+        return AuthLookup(user=self._local.get(jti, user_id, stamp), stamp=stamp, read_floor=floor)
 
     def put(self, jti: str, user: User, stamp: Any) -> None:
         if self.store_decisions and stamp is not None:
@@ -214,20 +280,48 @@ class RedisAuthCache(_CachedDecisions):
         except RedisError:
             self._down()
             self._pending.add(user_id)
-            if self._retry is None or self._retry.done():
-                self._retry = asyncio.create_task(self._deliver_pending())
+            self._start_retry()
+
+    async def record_positions(self, user_ids: Collection[uuid.UUID], position: int) -> None:
+        if not self.track_positions:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for user_id in user_ids:
+                self._queue_floor(pipe, user_id, position)
+            await pipe.execute()
+        except RedisError:
+            self._down()
+            for user_id in user_ids:
+                self._pending_positions[user_id] = max(position, self._pending_positions.get(user_id, 0))
+            self._start_retry()
+
+    def _queue_floor(self, pipe: Any, user_id: uuid.UUID, position: int) -> None:
+        # EVAL with the script's text, not EVALSHA: a pipeline with registered scripts asks
+        # SCRIPT EXISTS first, one more round trip; Redis caches the compiled script either way.
+        pipe.eval(self._RAISE_FLOOR, 1, self._position_key(user_id), f"{position:016x}", self.POSITION_TTL)
+
+    def _start_retry(self) -> None:
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.create_task(self._deliver_pending())
 
     async def _deliver_pending(self) -> None:
-        while self._pending:
+        while self._pending or self._pending_positions:
             await asyncio.sleep(self.retry_interval)
+            pending, positions = set(self._pending), dict(self._pending_positions)
             try:
                 pipe = self.client.pipeline(transaction=False)
-                for user_id in self._pending:
+                for user_id, position in positions.items():  # floors before generations, as after a commit
+                    self._queue_floor(pipe, user_id, position)
+                for user_id in pending:
                     pipe.set(self._gen_key(user_id), secrets.token_hex(8), ex=self.GENERATION_TTL)
                 await pipe.execute()
             except RedisError:
                 continue
-            self._pending.clear()
+            self._pending -= pending
+            for user_id, position in positions.items():
+                if self._pending_positions.get(user_id) == position:
+                    del self._pending_positions[user_id]
             self.breaker.reset()
             log.info("auth_cache_invalidations_delivered")
 
@@ -239,7 +333,8 @@ class RedisAuthCache(_CachedDecisions):
 
 
 class NullAuthCache:
-    """No caching and no shared denylist (several processes without Redis: the database decides)."""
+    """No caching, no shared denylist, no read floors (several processes without Redis: the
+    database decides, and every read goes to the primary)."""
 
     hits = 0
     misses = 0
@@ -251,6 +346,9 @@ class NullAuthCache:
         return None
 
     async def invalidate(self, user_id: uuid.UUID) -> None:
+        return None
+
+    async def record_positions(self, user_ids: Collection[uuid.UUID], position: int) -> None:
         return None
 
     async def aclose(self) -> None:
@@ -265,7 +363,8 @@ def _snapshot(user: User) -> User:
 
 
 def invalidate_after_commit(session: AsyncSession, cache: AuthCache, user_id: uuid.UUID) -> None:
-    """Forget cached decisions about ``user_id`` once ``session``'s unit of work commits.
+    """Forget cached decisions about ``user_id`` once ``session``'s unit of work commits, and make
+    that user's next reads (their authentication first) see the change (read-your-writes).
 
     Called by every service that changes authentication state (see the module docstring).
     """
@@ -273,4 +372,5 @@ def invalidate_after_commit(session: AsyncSession, cache: AuthCache, user_id: uu
     async def _invalidate() -> None:
         await cache.invalidate(user_id)
 
+    read_your_writes(session, user_id)
     on_commit(session, _invalidate)

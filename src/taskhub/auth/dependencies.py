@@ -12,7 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
 from taskhub.auth import service as auth_service
-from taskhub.context import ClientAddress, Ctx, get_context
+from taskhub.context import Caller, ClientAddress, Ctx, get_context, set_caller
 from taskhub.core.errors import DomainError, Forbidden, Unauthorized
 from taskhub.core.observability import bind_user
 from taskhub.core.ratelimit import RateLimiter, RateLimitResult
@@ -38,9 +38,10 @@ async def _authenticate(conn: HTTPConnection, token: str | None) -> Principal:
     if not token:
         raise Unauthorized("Send an access token in the Authorization: Bearer header.")
     ctx = get_context(conn)
-    user, claims = await auth_service.authenticate(ctx.db, ctx.tokens, token, cache=ctx.auth_cache)
-    bind_user(conn.scope, user.id)
-    return Principal(user, claims)
+    found = await auth_service.authenticate(ctx.db, ctx.tokens, token, cache=ctx.auth_cache)
+    bind_user(conn.scope, found.user.id)
+    set_caller(conn, Caller(found.user.id, found.read_floor))
+    return Principal(found.user, found.claims)
 
 
 async def current_principal(conn: HTTPConnection, token: Annotated[str | None, Depends(bearer)]) -> Principal:

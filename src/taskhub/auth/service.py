@@ -23,7 +23,7 @@ from taskhub.core.errors import Unauthorized
 from taskhub.core.security import AccessClaims, PasswordHasher, TokenCodec, hash_token, new_refresh_token
 from taskhub.core.security import normalize_email as _normalize_email
 from taskhub.core.timeutil import new_id, to_utc, utcnow
-from taskhub.db.session import Database, on_commit
+from taskhub.db.session import Database, on_commit, read_your_writes
 from taskhub.users import repository as user_repo
 from taskhub.users.models import User
 
@@ -66,6 +66,9 @@ async def issue_tokens(
         ),
     )
     await session.flush()
+    # The first request with the new token reads the user from a replica: it must have replayed
+    # the user's registration or last change (read-your-writes; no effect without replicas).
+    read_your_writes(session, user.id)
     return IssuedTokens(access, refresh, tokens.ttl, expires_at)
 
 
@@ -152,13 +155,23 @@ async def logout(
             await auth_repo.revoke_family(session, stored.family_id, now)
 
 
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """A verified access token: its ``user`` (detached), its ``claims``, and the ``read_floor``
+    (WAL position) every read of the request must have replayed (read-your-writes)."""
+
+    user: User
+    claims: AccessClaims
+    read_floor: int
+
+
 async def authenticate(
     db: Database,
     tokens: TokenCodec,
     token: str,
     *,
     cache: AuthCache,
-) -> tuple[User, AccessClaims]:
+) -> Authenticated:
     """Verify an access token and load its user.
 
     The cache answers first: the shared denylist in Redis mode (no database work for a revoked
@@ -166,7 +179,10 @@ async def authenticate(
     :mod:`taskhub.auth.cache`; otherwise
     the user is read in a short read-only unit of work of its own (closed before the endpoint
     runs, so no write transaction or lock includes it), together with the database denylist and
-    the login family's revocation, so a cache outage never lets a revoked token through.
+    the login family's revocation, so a cache outage never lets a revoked token through. That read
+    goes to a replica only if it has replayed the user's read floor, which every change to the
+    user's authentication state raises (:func:`~taskhub.auth.cache.invalidate_after_commit`): a
+    lagging replica never lets a revoked token through either.
 
     Raises:
         Unauthorized: bad signature/claims, expired, denied ``jti``, unknown or inactive user, or
@@ -177,8 +193,8 @@ async def authenticate(
     if known.revoked:
         raise Unauthorized("The access token has been revoked.")
     if known.user is not None:
-        return known.user, claims
-    async with db.unit_of_work(readonly=True) as session:
+        return Authenticated(known.user, claims, known.read_floor)
+    async with db.unit_of_work(readonly=True, floor=known.read_floor) as session:
         found = await auth_repo.get_for_auth(session, claims.sub, claims.jti, claims.sid)
     if found is None:
         raise Unauthorized("The access token is no longer valid.")
@@ -188,7 +204,7 @@ async def authenticate(
     if not user.is_active or claims.iat < to_utc(user.tokens_valid_after).timestamp():
         raise Unauthorized("The access token is no longer valid.")
     cache.put(claims.jti, user, known.stamp)
-    return user, claims
+    return Authenticated(user, claims, known.read_floor)
 
 
 async def purge_expired(session: AsyncSession, now: datetime, *, access_token_ttl: int) -> int:

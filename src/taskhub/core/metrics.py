@@ -380,12 +380,9 @@ def pools(db: Database) -> list[tuple[str, Pool]]:
     """``(engine label, pool)`` of each distinct pool: ``primary``, then ``replica1``.. (read
     replicas) or ``reader`` (SQLite's separate read pool); a reader sharing the primary's pool
     (PostgreSQL without replicas) is not listed twice."""
-    engines: list[tuple[str, AsyncEngine]] = [("primary", db.primary)]
-    if len(db.readers) > 1 or (db.readers and db.readers[0].sync_engine.pool is not db.primary.sync_engine.pool):
-        if db.dialect == "sqlite":
-            engines.append(("reader", db.readers[0]))
-        else:
-            engines.extend((f"replica{i}", e) for i, e in enumerate(db.readers, start=1))
+    primary_reader, *replicas = db.readers
+    engines: list[tuple[str, AsyncEngine]] = [("primary", db.primary), ("reader", primary_reader)]
+    engines.extend((f"replica{i}", e) for i, e in enumerate(replicas, start=1))
     seen: set[int] = set()
     result: list[tuple[str, Pool]] = []
     for name, engine in engines:

@@ -6,20 +6,21 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Query
+from starlette.requests import HTTPConnection
 
 from taskhub.auth.dependencies import CurrentUser
-from taskhub.context import Ctx, WriteSession
+from taskhub.context import Ctx, WriteSession, read_floor
 from taskhub.core.validators import MultilineText, PlainText, UtcDatetime
 from taskhub.tasks import service as task_service
 from taskhub.tasks.models import Task
 from taskhub.tasks.schemas import Priority, SortName, Status, TaskQuery, TaskRead, normalize_tag
 
 
-async def readable_task(task_id: uuid.UUID, user: CurrentUser, ctx: Ctx) -> TaskRead:
+async def readable_task(task_id: uuid.UUID, user: CurrentUser, ctx: Ctx, conn: HTTPConnection) -> TaskRead:
     """The caller's task ``task_id`` as clients see it, read in a read-only unit of work of its own
-    (one statement; no session is kept for the rest of the request).
+    (one statement; no session is kept for the rest of the request) at the caller's read floor.
     Raises: TaskNotFound (404) when missing or not theirs."""
-    async with ctx.db.unit_of_work(readonly=True) as session:
+    async with ctx.db.unit_of_work(readonly=True, floor=read_floor(conn)) as session:
         return await task_service.read_owned(session, user, task_id)
 
 

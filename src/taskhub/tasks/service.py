@@ -21,7 +21,7 @@ from taskhub.core.cache import ResponseCache
 from taskhub.core.etag import etag_matches, strong_etag
 from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
 from taskhub.core.timeutil import new_id, utcnow
-from taskhub.db.session import on_commit
+from taskhub.db.session import on_commit, position_tag
 from taskhub.tasks import events, idempotency
 from taskhub.tasks import repository as task_repo
 from taskhub.tasks.errors import TaskNotFound, VersionMismatch
@@ -268,7 +268,11 @@ async def list_page_json(
     """The caller's page as JSON bytes, from the per-user cache when fresh; ``(body, cache_hit)``.
 
     The generation is read before the database, so a page computed from pre-write data can only
-    be stored under an already-superseded key (a client never reads its own stale data).
+    be stored under an already-superseded key (a client never reads its own stale data). With
+    read replicas the key also names the read floor the page was read at (read before the
+    generation, during authentication): a page read from a replica that lacks a write is stored
+    under the floor from before that write, which no reader looks up once the write's response
+    is out (its floor is then higher).
     """
     user_key = actor.id.hex
     # `overdue` depends on the clock, not only on writes: such pages are never cached.
@@ -276,7 +280,7 @@ async def list_page_json(
     key = None
     if generation is not None:
         digest = hashlib.sha256(f"{query.cache_key()}|{paging.limit}|{paging.page}|{paging.cursor}".encode())
-        key = f"tasks:list:{user_key}:{generation}:{digest.hexdigest()[:32]}"
+        key = f"tasks:list:{user_key}:{generation}:{position_tag(session)}{digest.hexdigest()[:32]}"
         cached = await cache.get(key)
         if cached is not None:
             return cached, True
