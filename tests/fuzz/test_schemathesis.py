@@ -15,6 +15,7 @@ Budget in ``make test``: ``EXAMPLES`` per operation with a fixed seed (repeatabl
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,9 @@ DEEP_EXAMPLES = 300
 SEED = 20261201
 
 
-def schemathesis_run(target: FuzzTarget, token: str, *filters: str, config: pytest.Config) -> None:
-    """Run ``st run`` with ``filters`` as ``token``'s bearer; fail with its report on any finding."""
+def schemathesis_run(target: FuzzTarget, token: str, *filters: str, config: pytest.Config, min_links: int = 0) -> None:
+    """Run ``st run`` with ``filters`` as ``token``'s bearer; fail with its report on any finding,
+    or when the stateful phase covered fewer than ``min_links`` links (it proves nothing then)."""
     is_deep = deep_run(config)
     args = [
         ST,
@@ -77,6 +79,8 @@ def schemathesis_run(target: FuzzTarget, token: str, *filters: str, config: pyte
     server_log = target.log.read_text()[-5000:] if target.log.exists() else ""
     assert run.returncode == 0, f"{report}\n--- server log ---\n{server_log}"
     assert "Tested:" in run.stdout, report  # operations were actually selected and called
+    covered = re.search(r"API Links:\s+(\d+) covered", run.stdout)
+    assert (int(covered.group(1)) if covered else 0) >= min_links, report
 
 
 def test_every_operation_as_a_user(fuzz_target: FuzzTarget, request: pytest.FixtureRequest) -> None:
@@ -89,6 +93,7 @@ def test_every_operation_as_a_user(fuzz_target: FuzzTarget, request: pytest.Fixt
         "--exclude-operation-id",
         "logout",
         config=request.config,
+        min_links=8,  # the task lifecycle: create -> get/update/replace/delete, get -> update/...
     )
 
 
