@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.conftest import JWT_SECRET, PASSWORD, Backend, _truncate
-from tests.integration.conftest import TASKHUB, Server, free_port
+from tests.servers import TASKHUB, ServerProcess, serve
 
 ADMIN_EMAIL = "admin@fuzz.io"
 USER_EMAIL = "user@fuzz.io"
@@ -28,7 +27,7 @@ USER_EMAIL = "user@fuzz.io"
 class FuzzTarget:
     """A running server and Bearer tokens of a user and of an admin on it."""
 
-    server: Server
+    server: ServerProcess
     log: Path
     user_token: str
     admin_token: str
@@ -47,7 +46,6 @@ def fuzz_target(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> I
     fuzzer is one client sending thousands of requests), with ``user@fuzz.io`` and
     ``admin@fuzz.io`` (made by ``create-admin``). Tables are emptied afterwards."""
     tmp = tmp_path_factory.mktemp(f"fuzz-{backend.name}")
-    port = free_port()
     env = {
         **os.environ,
         "TASKHUB_DATABASE_URL": backend.url,
@@ -70,44 +68,24 @@ def fuzz_target(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> I
         check=False,
     )
     assert made.returncode == 0, made.stderr
-    log = tmp / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([TASKHUB, "serve", "--port", str(port)], env=env, stdout=out, stderr=out)
     try:
-        server = Server(f"http://127.0.0.1:{port}", proc)
-        wait_healthy(server, log)
-        with server.client() as client:
-            r = client.post("/api/v1/auth/register", json={"email": USER_EMAIL, "password": PASSWORD, "name": "Fuzz"})
-            assert r.status_code == 201, r.text
-        target = FuzzTarget(server, log, "", "")
-        target.user_token = target.login(USER_EMAIL)
-        target.admin_token = target.login(ADMIN_EMAIL)
-        yield target
+        with serve(tmp, {k: v for k, v in env.items() if k.startswith("TASKHUB_")}) as server:
+            with server.client() as client:
+                r = client.post(
+                    "/api/v1/auth/register", json={"email": USER_EMAIL, "password": PASSWORD, "name": "Fuzz"}
+                )
+                assert r.status_code == 201, r.text
+            target = FuzzTarget(server, server.log, "", "")
+            target.user_token = target.login(USER_EMAIL)
+            target.admin_token = target.login(ADMIN_EMAIL)
+            yield target
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         asyncio.run(_truncate(backend.url, tmp))
-
-
-def wait_healthy(server: Server, log: Path) -> None:
-    """Wait up to 20 s for ``/health``. Raises: pytest failure with the server's log."""
-    for _ in range(400):
-        if server.proc.poll() is not None:
-            pytest.fail(f"server exited: {log.read_text()}")
-        try:
-            if httpx.get(f"{server.base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    pytest.fail("server did not become healthy")
 
 
 def server_alive(target: FuzzTarget) -> bool:
     """True while the server still answers ``/health``."""
     try:
-        return httpx.get(f"{target.server.base}/health", timeout=5).status_code == 200
+        return httpx.get(f"{target.server.url}/health", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False

@@ -46,7 +46,7 @@ def schemathesis_run(target: FuzzTarget, token: str, *filters: str, config: pyte
     args = [
         ST,
         "run",
-        f"{target.server.base}/openapi.json",
+        f"{target.server.url}/openapi.json",
         "--checks",
         CHECKS,
         "--mode",
