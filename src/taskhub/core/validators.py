@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -112,6 +113,14 @@ def utc(value: datetime | None) -> datetime | None:
         raise ValueError("is out of the supported date range") from exc
 
 
+# The same rules as JSON Schema patterns (ECMA-262 syntax) for the OpenAPI document, so that clients
+# (and Schemathesis) can see them; the validators above stay the authority.
+PLAIN_PATTERN = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+NONBLANK_PLAIN_PATTERN = (
+    r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+)
+MULTILINE_PATTERN = r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$"
+
 PlainText = Annotated[str, AfterValidator(plain_text)]
 """One line, NFC: titles, names, tags, tag filters."""
 MultilineText = Annotated[str, AfterValidator(multiline_text)]
@@ -127,7 +136,8 @@ def not_null(*fields: str) -> Any:
     """A Pydantic field validator for partial updates: ``fields`` may be omitted, but an explicit
     ``null`` is a 422 ("may not be null") instead of clearing a required value.
 
-    Use as a class attribute: ``_not_null = not_null("title", "status")``.
+    Use as a class attribute: ``_not_null = not_null("title", "status")``, with
+    ``json_schema_extra=without_null(...)`` of the same fields in the model's config.
     """
 
     def check(cls: type, value: object) -> object:
@@ -136,3 +146,20 @@ def not_null(*fields: str) -> Any:
         return value
 
     return field_validator(*fields)(classmethod(check))
+
+
+def without_null(*fields: str) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` for a partial-update model: the document shows ``fields`` as
+    optional but not nullable (``T | None = None`` is only how "omitted" is spelled in Python)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        for name in fields:
+            prop = schema["properties"][name]
+            options = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
+            if len(options) == 1:
+                prop.update(options[0])
+            elif options:
+                prop["anyOf"] = options
+            prop.pop("default", None)
+
+    return extra

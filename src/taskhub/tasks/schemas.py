@@ -9,7 +9,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from taskhub.core.pagination import Page, SortKey
-from taskhub.core.validators import MultilineText, PlainText, UtcDatetime, nfc, not_null
+from taskhub.core.validators import (
+    MULTILINE_PATTERN,
+    NONBLANK_PLAIN_PATTERN,
+    MultilineText,
+    PlainText,
+    UtcDatetime,
+    nfc,
+    not_null,
+    without_null,
+)
 
 Status = Literal["todo", "in_progress", "done"]
 Priority = Literal["low", "medium", "high"]
@@ -57,9 +66,22 @@ def _rfc3339_only(value: object) -> object:
 
 # Lengths are counted in code points after NFC normalisation and trimming; the max_length before
 # them only bounds the work done on absurd input.
-Title = Annotated[PlainText, Field(max_length=1000), AfterValidator(_title)]
-Description = Annotated[MultilineText, Field(max_length=10_000), AfterValidator(_description)]
-Tags = Annotated[list[Annotated[PlainText, Field(max_length=1000)]], AfterValidator(_tags)]
+# json_schema_extra documents the rules the validators apply (lengths after trimming, no control
+# characters) in the OpenAPI document.
+Title = Annotated[
+    PlainText,
+    Field(max_length=1000, json_schema_extra={"maxLength": 200, "pattern": NONBLANK_PLAIN_PATTERN}),
+    AfterValidator(_title),
+]
+Description = Annotated[
+    MultilineText,
+    Field(max_length=10_000, json_schema_extra={"pattern": MULTILINE_PATTERN}),
+    AfterValidator(_description),
+]
+Tag = Annotated[
+    PlainText, Field(max_length=1000, json_schema_extra={"maxLength": 50, "pattern": NONBLANK_PLAIN_PATTERN})
+]
+Tags = Annotated[list[Tag], Field(json_schema_extra={"maxItems": 20}), AfterValidator(_tags)]
 DueDate = Annotated[UtcDatetime | None, BeforeValidator(_rfc3339_only)]
 
 
@@ -82,7 +104,9 @@ TaskReplace = TaskCreate
 class TaskUpdate(BaseModel):
     """``PATCH /tasks/{id}``: only the fields sent are changed; ``due_date: null`` clears it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=without_null("title", "description", "status", "priority", "tags")
+    )
 
     title: Title | None = None
     description: Description | None = None

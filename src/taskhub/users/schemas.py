@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from taskhub.core.pagination import Page, SortKey
 from taskhub.core.security import normalize_email
-from taskhub.core.validators import ExactText, PlainText, SecretText, not_null
+from taskhub.core.validators import NONBLANK_PLAIN_PATTERN, ExactText, PlainText, SecretText, not_null, without_null
 
 
 def _check_email(value: str) -> str:
@@ -32,9 +32,13 @@ def _check_name(value: str) -> str:
     return value
 
 
-Email = Annotated[ExactText, Field(max_length=400), AfterValidator(_check_email)]
+Email = Annotated[ExactText, Field(max_length=400, json_schema_extra={"format": "email"}), AfterValidator(_check_email)]
 """An email address, trimmed; stored as given, compared in normalized form."""
-Name = Annotated[PlainText, Field(max_length=400), AfterValidator(_check_name)]
+Name = Annotated[
+    PlainText,
+    Field(max_length=400, json_schema_extra={"maxLength": 100, "pattern": NONBLANK_PLAIN_PATTERN}),
+    AfterValidator(_check_name),
+]
 Password = Annotated[SecretText, Field(max_length=1000)]
 
 
@@ -60,6 +64,8 @@ class UserRead(BaseModel):
 
 class UserUpdate(StrictModel):
     """``PATCH /users/me``: a new ``email`` needs ``current_password`` in the same body."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null("name", "email"))
 
     name: Name | None = None
     email: Email | None = None
