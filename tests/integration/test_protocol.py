@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.integration.conftest import Server
+from tests.integration.conftest import ServerProcess
 
 pytestmark = pytest.mark.integration
 
 
-def connect(server: Server, timeout: float = 5.0) -> socket.socket:
-    host, port = server.base.removeprefix("http://").split(":")
+def connect(server: ServerProcess, timeout: float = 5.0) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=timeout)
     return sock
 
@@ -45,7 +45,7 @@ def token(client: httpx.Client, email: str) -> str:
 
 
 def test_a_trickled_body_holds_no_database_connection_and_times_out(
-    pg_url: str, start_server: Callable[..., Server]
+    pg_url: str, start_server: Callable[..., ServerProcess]
 ) -> None:
     """One pooled connection and a 1 s pool timeout: while a client trickles a body a byte at a time,
     other requests still get that connection at once (they would wait 1 s and answer 503 if the slow
@@ -89,7 +89,7 @@ def test_a_trickled_body_holds_no_database_connection_and_times_out(
         assert listed["total"] == len(fast)  # the slow task was never created
 
 
-def test_a_body_sent_in_time_in_small_pieces_is_fine(pg_url: str, start_server: Callable[..., Server]) -> None:
+def test_a_body_sent_in_time_in_small_pieces_is_fine(pg_url: str, start_server: Callable[..., ServerProcess]) -> None:
     server = start_server(TASKHUB_DATABASE_URL=pg_url, TASKHUB_BODY_TIMEOUT="3", TASKHUB_RATE_LIMIT_ENABLED="false")
     with server.client() as client:
         bearer = token(client, "pieces@x.io")
@@ -116,7 +116,7 @@ FRAMINGS = [
 ]
 
 
-def test_ambiguous_framing_and_oversize_headers(pg_url: str, start_server: Callable[..., Server]) -> None:
+def test_ambiguous_framing_and_oversize_headers(pg_url: str, start_server: Callable[..., ServerProcess]) -> None:
     """Ambiguous framing is a 400 and the connection is closed (nothing is left to smuggle a second
     request in). httptools sets no header size limit (docs/security.md: put nginx in front, whose
     ``large_client_header_buffers`` does); what the server must do is answer and keep serving."""
@@ -144,4 +144,4 @@ def test_ambiguous_framing_and_oversize_headers(pg_url: str, start_server: Calla
         sock.close()
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
         assert closed
-    assert httpx.get(f"{server.base}/health").status_code == 200
+    assert httpx.get(f"{server.url}/health").status_code == 200
