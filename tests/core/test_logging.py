@@ -16,6 +16,7 @@ from taskhub.core.observability import add_request_context, bind_user, event_sco
 @pytest.fixture
 def captured() -> Iterator[LogCapture]:
     capture = LogCapture()
+    structlog.reset_defaults()  # an app of an earlier test may have configured a level filter
     structlog.configure(processors=[structlog.contextvars.merge_contextvars, add_request_context, capture])
     yield capture
     structlog.reset_defaults()

@@ -94,7 +94,7 @@ def test_json_access_log_line_field_by_field(tmp_path: Path) -> None:
         r = c.get("/api/v1/tasks?limit=5", headers={**auth, "X-Request-ID": "trace-me-0001"})
         assert r.status_code == 200 and r.headers["x-request-id"] == "trace-me-0001"
     lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
-    (record,) = [rec for rec in lines if rec.get("request_id") == "trace-me-0001"]
+    (record,) = [rec for rec in lines if rec.get("event") == "request" and rec.get("request_id") == "trace-me-0001"]
     assert set(record) == {
         "event", "level", "logger", "timestamp", "request_id", "method", "path", "route", "status",
         "duration_ms", "user_id",

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from taskhub.config import Settings
 from tests.conftest import Api, client_for
@@ -114,8 +113,13 @@ class TestDependencyMetrics:
         assert (delta("response", "miss"), delta("response", "hit")) == (1, 2)
         assert (delta("auth", "miss"), delta("auth", "hit")) == (0, 3)  # decided at api.task already
 
-    async def test_pool_occupancy_per_engine(self, client: httpx.AsyncClient, app: FastAPI) -> None:
-        samples = await scrape(client)
+    async def test_pool_occupancy_per_engine(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        # No relay here: the embedded relay's leader holds a connection of the primary's pool.
+        app = await app_factory(settings_factory(relay_enabled=False))
+        async with client_for(app) as client:
+            samples = await scrape(client)
         engines = {labels["engine"] for labels in labels_of(samples, "taskhub_db_pool_size_connections")}
         # SQLite reads have a pool of their own; PostgreSQL without replicas reads on the primary's.
         # (The registry is per process: an earlier test's SQLite app may have left "reader".)
@@ -124,16 +128,21 @@ class TestDependencyMetrics:
             >= engines
             >= ({"primary", "reader"} if ctx_of(app).db.dialect == "sqlite" else {"primary"})
         )
-        expected_size = 5 if ctx_of(app).db.dialect == "sqlite" else 20
+        expected_size = 5 if ctx_of(app).db.dialect == "sqlite" else ctx_of(app).settings.database_pool_size
         assert sample(samples, "taskhub_db_pool_size_connections", engine="primary") == expected_size
         assert sample(samples, "taskhub_db_pool_checked_out_connections", engine="primary") == 0
 
-    async def test_outbox_backlog(self, client: httpx.AsyncClient, api: Api) -> None:
-        h = await api.user("outbox@x.io")
-        before = await scrape(client)
-        for _ in range(2):
-            await api.task(h)
-        after = await scrape(client)
+    async def test_outbox_backlog(
+        self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+    ) -> None:
+        app = await app_factory(settings_factory(relay_enabled=False))  # events stay unsent
+        async with client_for(app) as client:
+            api = Api(client)
+            h = await api.user("outbox@x.io")
+            before = await scrape(client)
+            for _ in range(2):
+                await api.task(h)
+            after = await scrape(client)
         assert sample(after, "taskhub_outbox_unsent_events") - sample(before, "taskhub_outbox_unsent_events") == 2
         assert sample(after, "taskhub_outbox_oldest_unsent_age_seconds") > 0
         assert sample(after, "taskhub_outbox_scrape_error") == 0

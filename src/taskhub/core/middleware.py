@@ -188,7 +188,9 @@ class NegotiatingGZipMiddleware(GZipMiddleware):
             headers = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
             if accepts_gzip(Headers(scope=scope).get("accept-encoding", "")):
                 headers.append((b"accept-encoding", b"gzip"))
-            scope = {**scope, "headers": headers}
+            # In place, not a copy: the outer layers read what routing writes into this scope
+            # (``route``: the metrics' and access log's route template).
+            scope["headers"] = headers
         await super().__call__(scope, receive, send)
 
 
