@@ -6,11 +6,15 @@ When it is unreachable the PostgreSQL run is skipped locally, but fails under ``
 
 A test that only means something on PostgreSQL (pool settings, row locks) is marked
 ``@pytest.mark.postgres_only``: it is then generated for the ``postgresql`` backend only, so it
-is neither run nor reported as skipped on SQLite.
+is neither run nor reported as skipped on SQLite; ``@pytest.mark.sharded_only`` likewise runs a
+test on the ``sharded`` backend alone.
 
 The API suite (``tests/auth``, ``tasks``, ``users``, ``admin``) also runs on a third backend,
 ``pgbouncer``: the same PostgreSQL server behind a PgBouncer of the session's own in transaction
-mode (``tests/pgbouncer.py``), with ``TASKHUB_DATABASE_PGBOUNCER=true``.
+mode (``tests/pgbouncer.py``), with ``TASKHUB_DATABASE_PGBOUNCER=true``. The tests that touch
+tasks (``tasks``, ``users``, ``admin``) also run on ``sharded``: the owner-keyed tables moved by
+``taskhub.db.sharding`` onto two throw-away PostgreSQL servers (``tests/pg_instances.py``) as
+``postgres_fdw`` partitions.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from sqlalchemy.engine import make_url
 
 from taskhub.app import create_app
 from taskhub.config import Settings
-from taskhub.db import migrate
+from taskhub.db import migrate, sharding
 from taskhub.db.models import Base
 from taskhub.db.session import make_engine
+from tests.pg_instances import PgInstance, start_instance
 from tests.pgbouncer import PgBouncer, start_pgbouncer
 
 PG_URL = os.environ.get("TASKHUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -110,6 +115,7 @@ class Backend:
     url: str
     direct_url: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    shard_urls: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.direct_url = self.direct_url or self.url
@@ -131,6 +137,8 @@ async def _truncate(url: str, tmp: Path) -> None:
 BACKENDS = ("sqlite", "postgresql")
 API_SUITE = ("auth", "tasks", "users", "admin")
 """Test packages that also run behind PgBouncer (the HTTP API's own tests)."""
+SHARDED_SUITE = ("tasks", "users", "admin")
+"""Test packages that also run with the owner-keyed tables on two shards (the ones that touch tasks)."""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -141,14 +149,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     can narrow it; a ``postgres_only`` test that does not use ``backend`` is a collection error.
     """
     postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
+    sharded_only = metafunc.definition.get_closest_marker("sharded_only") is not None
     if "backend" not in metafunc.fixturenames:
-        if postgres_only:
-            raise pytest.UsageError(f"{metafunc.definition.nodeid}: postgres_only needs the backend fixture")
+        if postgres_only or sharded_only:
+            raise pytest.UsageError(f"{metafunc.definition.nodeid}: the marker needs the backend fixture")
+        return
+    if sharded_only:
+        metafunc.parametrize("backend", ["sharded"], indirect=True, scope="session")
         return
     names = list(BACKENDS)
     package = Path(str(metafunc.definition.fspath)).parent
     if package.parent == Path(__file__).parent and package.name in API_SUITE:
         names.append("pgbouncer")
+    if package.parent == Path(__file__).parent and package.name in SHARDED_SUITE:
+        names.append("sharded")
     if postgres_only:
         names.remove("sqlite")
     metafunc.parametrize("backend", names, indirect=True, scope="session")
@@ -171,13 +185,41 @@ async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         engine = make_engine(url, settings)
         await migrate.upgrade(engine)  # migrations go to the server itself, never through PgBouncer
         await engine.dispose()
+        name = make_url(url).database
+        assert name is not None
         if request.param == "pgbouncer":
             bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
-            name = make_url(url).database
-            assert name is not None
             yield Backend("pgbouncer", bouncer.url(name), url, {"database_pgbouncer": True})
             return
+        if request.param == "sharded":
+            shards: list[PgInstance] = request.getfixturevalue("shard_servers")
+            shard_urls = [shard.url(name) for shard in shards]
+            for shard in shards:
+                admin = await asyncpg.connect(_asyncpg_dsn(shard.url()), timeout=5)
+                await admin.execute(f'CREATE DATABASE "{name}"')
+                await admin.close()
+            engine = make_engine(url, settings)
+            await sharding.shard_by_owner(engine, shard_urls, lambda u: make_engine(u, settings))
+            await engine.dispose()
+            yield Backend("sharded", url, url, {}, shard_urls)
+            return
         yield Backend("postgresql", url)
+
+
+@pytest.fixture(scope="session")
+def shard_servers() -> Iterator[list[PgInstance]]:
+    """Two throw-away PostgreSQL servers of this session's own (``tests/pg_instances.py``): the shards."""
+    started: list[PgInstance] = []
+    try:
+        for _ in range(2):
+            started.append(start_instance("taskhub-shard-"))
+    except (FileNotFoundError, RuntimeError) as exc:
+        for instance in started:
+            instance.stop()
+        unavailable(str(exc))
+    yield started
+    for instance in started:
+        instance.stop()
 
 
 @pytest.fixture(scope="session")

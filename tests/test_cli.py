@@ -6,6 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from taskhub.config import Settings
+from taskhub.db import migrate, sharding
+from taskhub.db.session import make_engine
+from tests.conftest import fresh_postgres_database
+from tests.pg_instances import PgInstance
 from tests.servers import TASKHUB, free_port, serve, taskhub_env
 
 
@@ -114,3 +122,58 @@ def test_dlq_refuses_an_unknown_consumer(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "unknown consumer billing (known: notifications, analytics)" in result.stderr
+
+
+async def test_shard_by_owner_moves_existing_tasks_onto_the_shards(
+    tmp_path: Path, shard_servers: list[PgInstance]
+) -> None:
+    """A migrated database with data is sharded by the command; running it again changes nothing."""
+    async with fresh_postgres_database("taskhub_cli_shard_") as url:
+        env = {"TASKHUB_DATABASE_URL": url, "TASKHUB_ARGON2_MEMORY_COST": "1024", "TASKHUB_ARGON2_TIME_COST": "1"}
+        settings = Settings(database_url=url, data_dir=tmp_path)
+        engine = make_engine(url, settings)
+        await migrate.upgrade(engine)
+        seeded = run(["seed-demo", "--users", "4", "--tasks", "5"], tmp_path, **env)
+        assert seeded.returncode == 0, seeded.stderr
+        name = make_url(url).database
+        assert name is not None
+        shard_urls = []
+        for shard in shard_servers:
+            admin = await asyncpg.connect(shard.url().replace("+asyncpg", ""))
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.close()
+            shard_urls.append(shard.url(name))
+        done = run(["shard-by-owner", *shard_urls], tmp_path, **env)
+        assert done.returncode == 0, done.stderr
+        assert "over 2 shards" in done.stdout
+        # Again (in-process, same function): everything is there already, nothing changes.
+        await sharding.shard_by_owner(engine, shard_urls, lambda u: make_engine(u, settings))
+        await engine.dispose()
+        coordinator = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            kinds = await coordinator.fetch(
+                "select relname, relkind from pg_class where relname like 'tasks%' and relkind in ('r', 'p', 'f')"
+            )
+            assert sorted((r["relname"], r["relkind"]) for r in kinds) == [
+                ("tasks", b"p"),
+                ("tasks_shard_0", b"f"),
+                ("tasks_shard_1", b"f"),
+            ]
+            assert await coordinator.fetchval("select count(*) from tasks") == 20
+        finally:
+            await coordinator.close()
+        per_shard = []
+        for index, shard_url in enumerate(shard_urls):
+            conn = await asyncpg.connect(shard_url.replace("+asyncpg", ""))
+            per_shard.append(await conn.fetchval(f"select count(*) from tasks_shard_{index}"))
+            await conn.close()
+        assert sum(per_shard) == 20 and all(n % 5 == 0 for n in per_shard)  # whole users per shard
+        for shard in shard_servers:
+            admin = await asyncpg.connect(shard.url().replace("+asyncpg", ""))
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await admin.close()
+
+
+def test_shard_by_owner_refuses_sqlite(tmp_path: Path) -> None:
+    done = run(["shard-by-owner", "postgresql+asyncpg://postgres@127.0.0.1:1/x"], tmp_path)
+    assert done.returncode == 2 and "needs PostgreSQL" in done.stderr

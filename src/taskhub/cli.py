@@ -106,6 +106,33 @@ def migrate_cmd() -> None:
     typer.echo("database is at the latest revision")
 
 
+async def _shard(settings: Settings, shard_urls: list[str]) -> None:
+    from taskhub.db import sharding
+    from taskhub.db.session import make_engine
+
+    coordinator = make_engine(settings.resolved_database_url, settings)
+    try:
+        await sharding.shard_by_owner(coordinator, shard_urls, lambda url: make_engine(url, settings))
+    finally:
+        await coordinator.dispose()
+
+
+@app.command("shard-by-owner")
+def shard_by_owner(
+    shard_urls: Annotated[
+        list[str], typer.Argument(help="One PostgreSQL URL per shard (an existing, empty database on each)")
+    ],
+) -> None:
+    """Move tasks and idempotency keys onto shard servers: hash partitions by owner, as postgres_fdw
+    foreign tables of TASKHUB_DATABASE_URL (migrated first). Idempotent; see docs/scaling.md."""
+    settings = _settings()
+    if settings.is_sqlite:
+        typer.echo("error: sharding needs PostgreSQL (TASKHUB_DATABASE_URL)", err=True)
+        raise typer.Exit(2)
+    asyncio.run(_shard(settings, shard_urls))
+    typer.echo(f"tasks and idempotency keys are hash-partitioned by owner over {len(shard_urls)} shards")
+
+
 async def _create_admin(settings: Settings, email: str, name: str, password: str) -> str:
     from taskhub.core.security import PasswordHasher, normalize_email
     from taskhub.db.session import Database

@@ -163,6 +163,14 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(state, str) and (state.startswith(("08", "57P")) or state == "25006")
 
 
+def is_serialization_failure(exc: BaseException) -> bool:
+    """True for SQLSTATE 40001: a concurrent transaction changed the row first. Plain READ COMMITTED
+    updates wait and re-check instead, but postgres_fdw runs the remote side of a transaction in
+    REPEATABLE READ, so on a shard (``db/sharding.py``) a lost race on the same row ends this way."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(orig, "sqlstate", None) == "40001"
+
+
 _READERS_KEY = "taskhub.read_your_writes"
 
 

@@ -49,8 +49,10 @@ class Task(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     # Optimistic concurrency: every UPDATE is "... WHERE version = :old" and bumps it; a lost race
-    # raises StaleDataError, reported as 412 (the same answer as a stale If-Match).
-    __mapper_args__ = {"version_id_col": version}
+    # raises StaleDataError, reported as 412 (the same answer as a stale If-Match). The ORM identity
+    # is (owner_id, id), so ORM updates name the owner too: sharded by owner (db/sharding.py), an
+    # update then goes to the owner's shard only.
+    __mapper_args__ = {"version_id_col": version, "primary_key": [owner_id, id]}
 
 
 class IdempotencyKey(Base):

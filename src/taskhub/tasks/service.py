@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import RowMapping
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -21,7 +22,7 @@ from taskhub.core.cache import ResponseCache
 from taskhub.core.etag import etag_matches, strong_etag
 from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
 from taskhub.core.timeutil import new_id, utcnow
-from taskhub.db.session import on_commit, position_tag
+from taskhub.db.session import is_serialization_failure, on_commit, position_tag
 from taskhub.tasks import events, idempotency
 from taskhub.tasks import repository as task_repo
 from taskhub.tasks.errors import TaskNotFound, VersionMismatch
@@ -142,6 +143,10 @@ async def _apply(session: AsyncSession, task: Task, values: dict[str, Any], *, c
         await session.flush()
     except StaleDataError as exc:
         raise VersionMismatch("The task was changed by another request; fetch it again and retry.") from exc
+    except DBAPIError as exc:
+        if is_serialization_failure(exc):  # the same race, as a shard reports it (see the helper)
+            raise VersionMismatch("The task was changed by another request; fetch it again and retry.") from exc
+        raise
     kind = events.TASK_COMPLETED if (task.status == "done" and not was_done) else events.TASK_UPDATED
     events.record(session, kind, task, changes, now)
     _invalidate_after_commit(session, cache, task.owner_id)
@@ -190,12 +195,24 @@ async def delete(
         TaskNotFound: a concurrent request deleted it first.
     """
     _check_if_match(task, if_match)
-    if not await task_repo.delete_task(session, task):
+    try:
+        deleted = await task_repo.delete_task(session, task)
+    except DBAPIError as exc:
+        if is_serialization_failure(exc):
+            raise VersionMismatch("The task was changed by another request; fetch it again and retry.") from exc
+        raise
+    if not deleted:
         if await task_repo.exists_owned(session, task.owner_id, task.id):
             raise VersionMismatch("The task was changed by another request; fetch it again and retry.")
         raise TaskNotFound(f"No task with id {task.id}.")
     events.record(session, events.TASK_DELETED, task, {}, utcnow())
     _invalidate_after_commit(session, cache, task.owner_id)
+
+
+async def delete_all_of(session: AsyncSession, owner_id: uuid.UUID) -> None:
+    """Delete every task (and idempotency record) of ``owner_id``, with no events: their account
+    is being deleted in the same unit of work."""
+    await task_repo.delete_all_owned(session, owner_id)
 
 
 async def read_owned(session: AsyncSession, actor: User, task_id: uuid.UUID) -> TaskRead:

@@ -44,7 +44,8 @@ async def active_admin_ids(session: AsyncSession, *, lock: bool) -> list[uuid.UU
 
 
 async def delete_user(session: AsyncSession, user: User) -> None:
-    """Delete ``user``; tasks, refresh tokens and idempotency keys go by ``ON DELETE CASCADE``."""
+    """Delete ``user``; refresh tokens go by ``ON DELETE CASCADE`` (the caller deletes the owner-keyed
+    rows first: sharded by owner they are on another server, out of the cascade's reach)."""
     await session.execute(delete(User).where(User.id == user.id))
 
 

@@ -16,6 +16,7 @@ from taskhub.core.errors import UnprocessableEntity, field_error
 from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
 from taskhub.core.security import PasswordHasher, normalize_email, password_problem
 from taskhub.core.timeutil import utcnow
+from taskhub.tasks import service as task_service
 from taskhub.users import repository as user_repo
 from taskhub.users.errors import EmailTaken, LastAdmin, UserNotFound, WrongPassword
 from taskhub.users.models import User
@@ -185,6 +186,7 @@ async def delete_account(
     user = await _load_self(session, actor)
     await _require_password(hasher, user, current_password, "current_password")
     await _ensure_not_last_admin(session, user)
+    await task_service.delete_all_of(session, user.id)
     await user_repo.delete_user(session, user)
     invalidate_after_commit(session, auth_cache, user.id)
 
@@ -235,6 +237,7 @@ async def admin_update(
 async def admin_delete(session: AsyncSession, actor: User, target: User, *, auth_cache: AuthCache) -> None:
     """Delete any user and their tasks. Raises: LastAdmin."""
     await _ensure_not_last_admin(session, target)
+    await task_service.delete_all_of(session, target.id)
     await user_repo.delete_user(session, target)
     invalidate_after_commit(session, auth_cache, target.id)
 
