@@ -48,9 +48,11 @@ async def set_email_enabled(session: AsyncSession, user_id: uuid.UUID, enabled: 
     await session.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"email_enabled": enabled}))
 
 
-async def task_title(session: AsyncSession, task_id: uuid.UUID) -> str | None:
-    """The current title of task ``task_id``, or None when it is gone."""
-    return (await session.execute(select(Task.title).where(Task.id == task_id))).scalar_one_or_none()
+async def task_title(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UUID) -> str | None:
+    """The current title of ``owner_id``'s task ``task_id``, or None when it is gone (filtered by
+    owner first, like every query of user data, so a sharded table prunes to one shard)."""
+    stmt = select(Task.title).where(Task.owner_id == owner_id, Task.id == task_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def reminder_candidates(session: AsyncSession, now: datetime, *, limit: int) -> dict[str, Sequence[RowMapping]]:

@@ -62,7 +62,7 @@ async def on_task_completed(session: AsyncSession, event: Event, settings: Setti
     """Handler of ``task.completed``: one ``completed`` notification for the task's owner."""
     owner_id = uuid.UUID(str(event["owner_id"]))
     task_id = uuid.UUID(str(event["task_id"]))
-    title = await repo.task_title(session, task_id)
+    title = await repo.task_title(session, owner_id, task_id)
     if title is None:
         title_change = event.get("changes", {}).get("title")
         title = str(title_change[1]) if title_change else "(deleted task)"
