@@ -196,7 +196,9 @@ class RoutedReadSession(AsyncSession):
 
     Reads are idempotent and run in autocommit (each statement on its own), so a statement that
     lost its connection is run again on another replica that meets the same floor, else on the
-    primary; a failed replica is skipped until its breaker closes and a poll sees it again.
+    primary (once more on the primary after a failure there: a pooled connection that died in a
+    failover); a failed replica is skipped until its breaker closes and a poll sees it again.
+    Only :meth:`execute` retries: it is what the repositories' reads use.
     """
 
     database: Database | None = None
