@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1)
     database_max_overflow: int = Field(default=40, ge=0)
     database_pool_timeout: float = Field(default=5.0, gt=0)  # seconds to wait for a free connection
-    # PgBouncer in transaction mode between Taskhub and PostgreSQL: no prepared-statement cache,
-    # every read in a transaction (docs/scaling.md, "Pooling").
+    # PgBouncer in transaction mode between Taskhub and PostgreSQL: no prepared-statement caches,
+    # unnamed statements (docs/scaling.md, "Pooling").
     database_pgbouncer: bool = False
     database_connect_timeout: float = Field(default=5.0, gt=0)  # seconds a new PostgreSQL connection may take
     # Read replicas (docs/scaling.md): a replica more than max_lag seconds behind the primary takes

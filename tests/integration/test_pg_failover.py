@@ -114,9 +114,7 @@ def test_sigkill_of_the_primary_under_write_load_loses_no_acknowledged_write(
     assert server.proc.poll() is None, "the server must survive the failover (no restart)"
 
     # Every acknowledged write is on the new primary, which is the old synchronous standby.
-    rows = asyncio.run(
-        cluster_sql(db.writer, "select title, inet_server_port(), pg_is_in_recovery() from tasks")
-    )
+    rows = asyncio.run(cluster_sql(db.writer, "select title, inet_server_port(), pg_is_in_recovery() from tasks"))
     stored = {row[0] for row in rows}
     assert {(row[1], row[2]) for row in rows} == {(standby["port"], False)}
     lost = sorted(set(tally.acknowledged) - stored)
@@ -141,8 +139,6 @@ def test_sigkill_of_the_primary_under_write_load_loses_no_acknowledged_write(
     assert lost == []
     assert set(tally.statuses) <= {201, 503}
     log = [line for line in server.log.read_text().splitlines() if "database_unavailable" in line]
-    assert after_recovery == [], f"writes failed after the new primary took writes: {after_recovery}\n" + "\n".join(
-        log
-    )
+    assert after_recovery == [], f"writes failed after the new primary took writes: {after_recovery}\n" + "\n".join(log)
     assert len(tally.acknowledged) > 20
     cluster.up()  # the old primary rejoins as a replica

@@ -6,7 +6,7 @@ every ``poll_interval`` seconds over connections of its own. A read names the ol
 may see, its *floor* (read-your-writes, see :mod:`taskhub.auth.cache`), and
 :meth:`ReplicaMonitor.choose` answers from those cached numbers:
 
-- a replica qualifies when its last poll succeeded within ``stale_after`` seconds, its breaker is
+- a replica qualifies when its last poll succeeded within ``stale_after`` seconds (3), its breaker is
   closed, and its replay position is at or past both the floor and the primary's position of
   ``max_lag`` seconds ago (so nobody reads data more than ``max_lag`` seconds old);
 - a replica that fails a poll or a query is skipped for ``cooldown`` seconds (circuit breaker) and
@@ -149,7 +149,10 @@ class ReplicaMonitor:
         self.poll_interval = poll_interval
         self.max_lag = max_lag
         self.timeout = timeout
-        self.stale_after = max(1.0, 5 * poll_interval)
+        # A position stays a valid lower bound while the replica lives (replay only moves on; a
+        # restart breaks the monitor's connection, and the next poll forgets the position), so an
+        # old poll only means a replica that hangs without failing: skip it after 3 s.
+        self.stale_after = max(3.0, 10 * poll_interval)
         self.statement_cache_size = statement_cache_size
         self.trail = PositionTrail(max_lag)
         self.fresh_floor = ANY_POSITION
@@ -220,12 +223,7 @@ class ReplicaMonitor:
         )
 
     async def _fetch(self, conn: Any, sql: str) -> Any:
-        if self.statement_cache_size:
-            return await conn.fetchrow(sql, timeout=self.timeout)
-        # Behind PgBouncer (transaction mode) the two halves of the extended protocol must stay on
-        # one server connection: a transaction pins them.
-        async with conn.transaction():
-            return await conn.fetchrow(sql, timeout=self.timeout)
+        return await conn.fetchrow(sql, timeout=self.timeout)
 
     async def _poll_primary(self) -> None:
         try:

@@ -99,20 +99,21 @@ def _postgres_engine(url: str, settings: Settings, *, readonly: bool = False, na
     }
     if settings.database_pgbouncer:
         # PgBouncer in transaction mode (1.18, Debian 12; no max_prepared_statements before 1.21)
-        # may hand each transaction another server connection. asyncpg prepares every statement
-        # (Parse/Describe, then Bind/Execute): with unnamed statements and no caches, nothing
-        # outlives one exchange, and the transaction pins both halves to one server connection.
+        # may hand each transaction another server connection, where a statement prepared in an
+        # earlier one does not exist. asyncpg prepares every statement; with no caches and unnamed
+        # statements nothing outlives one statement. The two halves of one statement stay on one
+        # server connection even in autocommit: asyncpg sends Parse/Describe/Flush, then
+        # Bind/Execute/Sync, and PgBouncer releases a server only at ReadyForQuery (after a Sync);
+        # tests/db/test_pgbouncer.py holds that under contention.
         connect_args |= {
             "statement_cache_size": 0,
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": _unnamed_statement,
         }
-    # Behind PgBouncer reads run in a transaction too (see above), so no autocommit engine.
-    autocommit = readonly and not settings.database_pgbouncer
     return create_async_engine(
         url,
         **_JSON,
-        **(_READ_ONLY if autocommit else {}),
+        **(_READ_ONLY if readonly else {}),
         **_pool_args(name),
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
@@ -207,7 +208,9 @@ class RoutedReadSession(AsyncSession):
 
     Reads are idempotent and run in autocommit (each statement on its own), so a statement that
     lost its connection is run again on another replica that meets the same floor, else on the
-    primary; a failed replica is skipped until its breaker closes and a poll sees it again.
+    primary (once more on the primary after a failure there: a pooled connection that died in a
+    failover); a failed replica is skipped until its breaker closes and a poll sees it again.
+    Only :meth:`execute` retries: it is what the repositories' reads use.
     """
 
     database: Database | None = None
@@ -253,8 +256,6 @@ class Database:
         self.primary = make_engine(url, settings, immediate=True)
         if self.dialect == "sqlite":
             self.primary_reader = make_read_engine(url, settings)
-        elif settings.database_pgbouncer:
-            self.primary_reader = self.primary  # reads in a transaction behind PgBouncer
         else:
             # The primary's own pool in autocommit mode (one pool per process, not two; on asyncpg
             # the isolation level is client-side, so switching it costs no round trip).
