@@ -316,8 +316,10 @@ async def test_reads_succeed_while_replicas_are_stopped(cluster_database: Cluste
                     got = await client.get(f"/api/v1/tasks/{task['id']}", headers=h)
                     assert got.status_code == 200 and got.json() == task
                 counts = reads.take()
-                if stopped == 2:  # both gone: every statement was answered by the primary
-                    assert counts == {"primary": 12, "replica": 0}
+                # Every statement was answered (12: task and auth reads). Not asserted: which server
+                # answered right after the kill. A SIGKILLed postmaster's backends notice its death
+                # only later, so an already-open connection may still answer one statement (seen in CI).
+                assert counts["primary"] + counts["replica"] == 12, (stopped, counts)
             assert [s["usable"] for s in monitor.status()] == [False, False]
         finally:
             await asyncio.to_thread(patroni_maintenance, db.cluster, False)
