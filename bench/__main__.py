@@ -2,8 +2,9 @@
 
 Suites: the default (floor, scenarios on PostgreSQL and SQLite, cache and access-log variants,
 overload), ``--growth`` (1k/100k/1M tasks, EXPLAIN, keyset vs offset), ``--stacks`` (serving stack,
-workers and pool sizes), ``--profile`` (py-spy on list, get, create), ``--events`` (event pipeline: relay -> RabbitMQ -> worker
-throughput, commit-to-handler and commit-to-SSE latency, cost of the outbox on create), ``--replicas``
+workers and pool sizes), ``--profile`` (py-spy on list, get, create), ``--events`` (event pipeline:
+relay -> RabbitMQ -> worker throughput, commit-to-handler and commit-to-SSE latency, cost of the outbox
+on create), ``--replicas``
 (replica-read share under mixed on a PostgreSQL HA cluster of its own), ``--topologies`` (one server
 vs PgBouncer vs two shards, per request). ``--quick`` is a CI smoke test.
 """

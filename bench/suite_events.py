@@ -282,7 +282,7 @@ class RelayLockHolder:
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", ADVISORY_LOCK_KEY):
                 self._held.set()
-                while not self._release.is_set():
+                while not self._release.is_set():  # noqa: ASYNC110 - set from another thread
                     await asyncio.sleep(0.05)
         finally:
             await conn.close()
@@ -510,7 +510,8 @@ def run(opts: Options) -> tuple[str, dict[str, Any]]:
                      "relay_cpu_ms": 1000 * relay_cpu / max(1, backlog),
                      "worker_cpu_ms": 1000 * worker_cpu / max(1, backlog)}
                 drains.append(d)
-                console.log(f"  drain: {backlog} events, relay {d['relay_eps']:,.0f}/s, worker {d['worker_eps']:,.0f}/s, "
+                console.log(f"  drain: {backlog} events, relay {d['relay_eps']:,.0f}/s, "
+                            f"worker {d['worker_eps']:,.0f}/s, "
                             f"end to end {d['e2e_eps']:,.0f}/s; CPU per event relay {d['relay_cpu_ms']:.2f} ms, "
                             f"worker {d['worker_cpu_ms']:.2f} ms (both consumers)")
         console.rule("database side: the outbox row in the create statement")

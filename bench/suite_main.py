@@ -18,9 +18,8 @@ READS = ["list", "list-filtered", "get"]
 
 
 def redis_supported() -> bool:
-    """True when app.py wires TASKHUB_REDIS_URL (another engineer is adding it)."""
-    text = (REPO / "src" / "taskhub" / "app.py").read_text()
-    return "redis_url" in text or "RedisCache" in text
+    """True when the settings have ``TASKHUB_REDIS_URL`` (an older tree under ``--ab`` may not)."""
+    return "redis_url" in (REPO / "src" / "taskhub" / "config.py").read_text()
 
 
 def redis_up() -> bool:
