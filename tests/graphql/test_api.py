@@ -307,8 +307,12 @@ class TestCreate:
         assert (r.status_code, r.json()["id"], r.headers["idempotent-replayed"]) == (201, first["task"]["id"], "true")
         other = await gql(client, CREATE, alice, input={"title": "different"}, key="k-1")
         error = only_error(other)
-        assert error["extensions"]["type"] == PROBLEM_BASE + "idempotency-key-reused"
-        assert error["extensions"]["status"] == 422
+        assert error["extensions"] == problem(
+            "idempotency-key-reused",
+            422,
+            "Idempotency key reused with a different request",
+            errors=[{"loc": ["idempotencyKey"], "msg": "key reused with a different body", "type": "value_error"}],
+        )
 
     async def test_bad_idempotency_key_names_the_argument(self, client: httpx.AsyncClient, alice: H) -> None:
         for key, msg in [("", "must be 1..255 characters"), ("k" * 256, "must be 1..255 characters")]:
@@ -341,6 +345,7 @@ class TestUpdate:
         body = await gql(client, UPDATE, alice, id=made["id"], input={"title": "mine"}, v=1)
         error = only_error(body)
         assert error["extensions"] == problem("version-mismatch", 412, "Task was modified")
+        assert error["message"] == "expectedVersion 1 is not the task's current version 2; fetch it again and retry."
         now = (await client.get(f"/api/v1/tasks/{made['id']}", headers=alice)).json()
         assert (now["title"], now["version"]) == ("u", 2)
         assert [e["type"] for e in await outbox_events(app)] == ["task.created", "task.updated"]

@@ -11,7 +11,8 @@ mapping; ``taskhub graphql-schema`` prints :func:`sdl`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -52,6 +53,7 @@ from taskhub.graphql.types import (
 )
 from taskhub.notifications import service as notification_service
 from taskhub.tasks import service as task_service
+from taskhub.tasks.errors import VersionMismatch
 from taskhub.tasks.idempotency import MAX_KEY_LENGTH
 from taskhub.tasks.schemas import TaskCreate, TaskQuery, TaskRead, TaskUpdate, normalize_tag
 from taskhub.users.models import User as UserModel
@@ -63,6 +65,7 @@ DEFAULT_FIRST = 20
 
 ContextInfo = Info[GraphQLContext, None]
 _CURSOR_LOC: dict[tuple[str, ...], list[str]] = {("query", "cursor"): ["after"]}
+_KEY_LOC: dict[tuple[str, ...], list[str]] = {("header", "Idempotency-Key"): ["idempotencyKey"]}
 
 
 class TaskListArguments(BaseModel):
@@ -103,6 +106,20 @@ def _task_id(raw: strawberry.ID, *, loc: str = "id") -> uuid.UUID:
 
 def _if_match(expected_version: int | None) -> str | None:
     return task_service.etag(expected_version) if expected_version is not None else None
+
+
+@contextmanager
+def _version_in_words(expected: int | None, current: int) -> Iterator[None]:
+    """Say a stale ``expectedVersion`` in GraphQL's words (the service speaks of If-Match and ETags);
+    the problem, and the rule that raised it, stay the service's."""
+    try:
+        yield
+    except VersionMismatch as exc:
+        if expected is not None and expected != current:
+            raise VersionMismatch(
+                f"expectedVersion {expected} is not the task's current version {current}; fetch it again and retry."
+            ) from exc
+        raise
 
 
 def _page_info(edges: list[Any], has_next: bool) -> PageInfo:
@@ -240,15 +257,18 @@ class Mutation:
             loc=["input"],
         )
         app = info.context.app
-        async with info.context.write() as session:
-            result = await task_service.create(
-                session,
-                user,
-                data,
-                cache=app.cache,
-                idempotency_key=key,
-                idempotency_ttl=app.settings.idempotency_ttl,
-            )
+        try:
+            async with info.context.write() as session:
+                result = await task_service.create(
+                    session,
+                    user,
+                    data,
+                    cache=app.cache,
+                    idempotency_key=key,
+                    idempotency_ttl=app.settings.idempotency_ttl,
+                )
+        except UnprocessableEntity as exc:
+            raise rename_locs(exc, _KEY_LOC) from None
         return CreateTaskPayload(task=Task.of(result.task), replayed=result.replayed)
 
     @strawberry.mutation(description="Change the fields given (PATCH /api/v1/tasks/{id}).")
@@ -292,9 +312,10 @@ class Mutation:
         task_id = _task_id(id)
         async with info.context.write() as session:
             task = await task_service.get_owned(session, user, task_id)
-            await task_service.delete(
-                session, user, task, cache=info.context.app.cache, if_match=_if_match(expected_version)
-            )
+            with _version_in_words(expected_version, task.version):
+                await task_service.delete(
+                    session, user, task, cache=info.context.app.cache, if_match=_if_match(expected_version)
+                )
         return DeleteTaskPayload(deleted_id=strawberry.ID(str(task_id)))
 
 
@@ -303,9 +324,10 @@ async def _update(
 ) -> TaskPayload:
     async with info.context.write() as session:
         task = await task_service.get_owned(session, actor, task_id)
-        updated = await task_service.update(
-            session, actor, task, changes, cache=info.context.app.cache, if_match=_if_match(expected_version)
-        )
+        with _version_in_words(expected_version, task.version):
+            updated = await task_service.update(
+                session, actor, task, changes, cache=info.context.app.cache, if_match=_if_match(expected_version)
+            )
         read = TaskRead.model_validate(updated)
     return TaskPayload(task=Task.of(read))
 

@@ -13,11 +13,11 @@ from enum import Enum
 import strawberry
 from strawberry.types import Info
 
-from taskhub.core.errors import NotFound
 from taskhub.core.timeutil import to_utc
 from taskhub.graphql.context import GraphQLContext
 from taskhub.notifications.schemas import NotificationRead
 from taskhub.tasks.schemas import TaskRead, TaskStats
+from taskhub.users.errors import UserNotFound
 from taskhub.users.models import User as UserModel
 
 
@@ -122,10 +122,10 @@ class Task:
 
     @strawberry.field(description="The task's owner, loaded in one batch for a whole page.")
     async def owner(self, info: Info[GraphQLContext, None]) -> User:
-        """The owner through the request's DataLoader. Raises: NotFound (the account is gone)."""
+        """The owner through the request's DataLoader. Raises: UserNotFound (the account is gone)."""
         user = await info.context.owners.load(uuid.UUID(self.owner_id))
         if user is None:
-            raise NotFound(f"No user with id {self.owner_id}.")
+            raise UserNotFound(f"No user with id {self.owner_id}.")
         return User.of(user)
 
     @classmethod
