@@ -621,7 +621,7 @@ class TestSettings:
         app = await app_factory(settings_factory(env="production"))
         async with client_for(app) as client:
             r = await client.get("/graphql", headers={"Accept": "text/html"})
-        assert r.status_code != 200
+        assert r.status_code == 404
         assert "graphiql" not in r.text.lower()
 
     async def test_introspection_can_be_turned_off(
