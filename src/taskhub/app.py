@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -29,10 +30,12 @@ from taskhub.core.openapi import install_openapi, unique_id
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
 from taskhub.events.runtime import EventsRuntime
+from taskhub.graphql.router import GRAPHQL_PATH, graphql_router
 from taskhub.ops.drain import Drain
 from taskhub.ops.housekeeping import run_periodically
 from taskhub.ops.metrics import Telemetry
 from taskhub.urls import API_PREFIX
+from taskhub.web.assets import StaticSite, packaged_root
 
 if TYPE_CHECKING:
     from taskhub.core.tracing import Tracing
@@ -46,18 +49,23 @@ Use **Authorize** with your email as *username* to call the endpoints from this 
 """
 
 
-def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tracing: Tracing | None = None, static_root: Path | None = None
+) -> FastAPI:
     """The ASGI application.
 
     Args:
         settings: defaults to ``Settings()`` (environment and ``.env``).
         tracing: where spans go; by default OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
             (``core/tracing.py``), else no tracing at all (not even imported).
+        static_root: the dashboard's files; by default the packaged ``web/static`` (tests of the
+            hashing point it at a copy they change).
 
     ``settings.auto_migrate`` runs Alembic migrations at start-up; unset means True on SQLite
     (embedded mode) and False on PostgreSQL (run ``taskhub migrate`` once per deploy).
     ``settings.workers`` above 1 turns the in-process cache off (it cannot be shared).
-    The lifespan raises ``ConfigurationError`` in production mode without ``TASKHUB_JWT_SECRET``.
+    The lifespan raises ``ConfigurationError`` in production mode without ``TASKHUB_JWT_SECRET``,
+    and ``AssetError`` when the dashboard's page names a static file that does not exist.
     """
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -76,6 +84,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Hash the dashboard's files first: a page naming a missing file stops the start-up.
+        app.state.static_site = StaticSite(static_root or packaged_root(), base_url=settings.asset_base_url)
         ctx = build_context(settings)
         app.state.ctx = ctx
         app.state.telemetry = process_metrics = Telemetry.start(ctx)
@@ -123,6 +133,7 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
     app.state.drain = drain
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(graphql_router(settings))
     app.include_router(root_router)
     install_openapi(app, api_prefix=API_PREFIX + "/")
 
@@ -140,7 +151,9 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
         body_timeout=settings.body_timeout,
     )
     if settings.rate_limit_enabled:
-        app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks, prefix=API_PREFIX + "/")
+        app.add_middleware(
+            RateLimitMiddleware, trusted=settings.trusted_networks, prefix=(API_PREFIX + "/", GRAPHQL_PATH)
+        )
     app.add_middleware(NegotiatingGZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(
@@ -160,7 +173,10 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
             ],
         )
     app.add_middleware(
-        RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/", in_flight=in_flight
+        RequestIdMiddleware,
+        access_log_enabled=settings.access_log,
+        api_prefix=(API_PREFIX + "/", GRAPHQL_PATH),
+        in_flight=in_flight,
     )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     return app
