@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick clean pg-cluster pg-cluster-down
+.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick clean pg-cluster pg-cluster-down fleet fleet-down
 
 # Exactly the tested set: every package pinned with its hashes in requirements-dev.lock (runtime
 # plus dev tools; requirements.lock is the runtime set alone, for deployments). `make lock`
@@ -46,13 +46,13 @@ test-fast: install
 	$(BIN)/pytest -x -q -m "not e2e"
 
 lint: install
-	$(BIN)/ruff check src tests deploy/pg-cluster
-	$(BIN)/ruff format --check src deploy/pg-cluster
-	$(BIN)/mypy src deploy/pg-cluster/pg_cluster.py
+	$(BIN)/ruff check src tests deploy/pg-cluster deploy/fleet
+	$(BIN)/ruff format --check src deploy/pg-cluster deploy/fleet
+	$(BIN)/mypy src deploy/pg-cluster/pg_cluster.py deploy/fleet/fleet.py
 
 format: install
-	$(BIN)/ruff format src tests deploy/pg-cluster
-	$(BIN)/ruff check --fix src tests deploy/pg-cluster
+	$(BIN)/ruff format src tests deploy/pg-cluster deploy/fleet
+	$(BIN)/ruff check --fix src tests deploy/pg-cluster deploy/fleet
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
@@ -73,3 +73,14 @@ pg-cluster-down:
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache test-output
+
+# The production topology as native processes (deploy/fleet/fleet.py): nginx in front of 3 API
+# instances, 2 workers, the relay, the PostgreSQL cluster above, the machine's Redis and RabbitMQ,
+# Prometheus. Prints the gateway's URL once it answers. Settings: TASKHUB_FLEET_* (docs/operations.md).
+FLEET := python3 deploy/fleet/fleet.py
+
+fleet: install
+	@$(FLEET) up
+
+fleet-down:
+	@$(FLEET) down

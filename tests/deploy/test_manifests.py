@@ -10,7 +10,7 @@
   and the references between manifests (selectors, ports, ConfigMap, Secret keys).
 - ``ecs/``: botocore's models of the AWS API requests the files are fed to
   (``RegisterTaskDefinition``, ``RegisterScalableTarget``, ``PutScalingPolicy``), plus the seed's figures.
-- ``nginx/nginx.conf`` (a placeholder until the fleet work) and ``monitoring/prometheus.yml``:
+- ``nginx/nginx.conf`` (the gateway; its behaviour: tests/deploy/test_nginx.py) and ``monitoring/prometheus.yml``:
   parsed, and their targets matched against the compose services (``test_monitoring.py`` runs
   ``promtool`` on the monitoring files).
 
@@ -561,12 +561,17 @@ class TestCompose:
                 source = volume.split(":")[0]
                 if source.startswith("."):
                     mounts.append(source)
-                    assert (base / source).is_file(), source
+                    assert (base / source).exists(), source
             if "build" in service:
                 context = (base / service["build"]["context"]).resolve()
                 assert context == ROOT
                 assert (context / service["build"]["dockerfile"]).resolve() == DOCKERFILE
-        assert sorted(mounts) == ["../monitoring/alerts.yml", "../monitoring/prometheus.yml", "../nginx/nginx.conf"]
+        assert sorted(mounts) == [
+            "../../src/taskhub/web/static",
+            "../monitoring/alerts.yml",
+            "../monitoring/prometheus.yml",
+            "../nginx/nginx.conf",
+        ]
 
     def test_prometheus_scrapes_every_api_instance(self) -> None:
         config = yaml.safe_load(PROMETHEUS_CONF.read_text())
@@ -575,19 +580,19 @@ class TestCompose:
         assert targets == [f"{name}:{API_PORT}" for name in api_services(load_compose())]
 
 
-class TestNginxPlaceholder:
-    def test_parses_and_is_marked_as_the_starting_point(self) -> None:
-        assert NGINX_CONF.read_text().startswith("# PLACEHOLDER")
-        parsed = crossplane.parse(str(NGINX_CONF), strict=True)
-        assert (parsed["status"], parsed["errors"]) == ("ok", [])
+class TestNginx:
+    """The gateway itself is tested with the real nginx in tests/deploy/test_nginx.py."""
 
     def test_least_conn_over_the_compose_api_services(self) -> None:
-        [config] = crossplane.parse(str(NGINX_CONF), strict=True)["config"]
+        [config] = crossplane.parse(str(NGINX_CONF), single=True)["config"]
         [http_block] = [d for d in config["parsed"] if d["directive"] == "http"]
         [upstream] = [d for d in http_block["block"] if d["directive"] == "upstream"]
         directives = [d["directive"] for d in upstream["block"]]
         assert directives[0] == "least_conn"
         servers = [d["args"][0] for d in upstream["block"] if d["directive"] == "server"]
+        assert all(
+            d["args"][1:] == ["max_fails=1", "fail_timeout=5s"] for d in upstream["block"] if d["directive"] == "server"
+        )
         assert servers == [f"{name}:{API_PORT}" for name in api_services(load_compose())]
         [server] = [d for d in http_block["block"] if d["directive"] == "server"]
         [location] = [d for d in server["block"] if d["directive"] == "location" and d["args"] == ["/"]]
