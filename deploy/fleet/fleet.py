@@ -518,7 +518,7 @@ def components(layout: Layout, state: State) -> list[Component]:
         result.append(Component(f"worker-{i}", [layout.taskhub, "worker"], metrics_env, None))
     nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     if nginx is None:
-        raise SetupError("nginx is not installed (apt-get install nginx-light)")
+        raise SetupError("nginx is not installed (apt-get install nginx)")
     conf = layout.run_dir / "nginx.conf"
     argv = [nginx, "-e", str(layout.run_dir / "logs" / "nginx-error.log"), "-c", str(conf), "-g", "daemon off;"]
     result.append(Component("nginx", argv, {"PATH": "/usr/sbin:/usr/bin:/bin"}, None))

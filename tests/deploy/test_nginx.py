@@ -39,7 +39,7 @@ NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 if NGINX is None:  # pragma: no cover - .ci/run installs it
     if IN_CI:
-        raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
+        raise RuntimeError("nginx is not installed (apt-get install nginx)")
     pytest.skip("nginx is not installed", allow_module_level=True)
 
 # What the compose file's nginx service gets (deploy/docker/compose.yaml mounts the static files).
