@@ -33,12 +33,14 @@ Settings, all optional, from the environment:
     TASKHUB_FLEET_AMQP_URL       amqp://guest:guest@127.0.0.1:5672/
     TASKHUB_FLEET_API_INSTANCES  3;  TASKHUB_FLEET_WORKERS  2
     TASKHUB_FLEET_PROMETHEUS     1 (0: none, e.g. for the fault tests)
-    TASKHUB_FLEET_STATIC_DIR     the dashboard's files nginx serves at /static/; src/taskhub/web/static
+    TASKHUB_FLEET_STATIC_DIR     where ``taskhub export-static`` puts the dashboard's hashed files for
+                                 nginx to serve; <run dir>/static
     TASKHUB_FLEET_RATE, TASKHUB_FLEET_BURST   nginx's per-IP limit (requests/s, burst); 500, 1000
     TASKHUB_FLEET_TASKHUB        the ``taskhub`` command; .venv/bin/taskhub of this checkout
 
 Every other ``TASKHUB_*`` variable of the caller is handed to the Taskhub processes (the fleet's own
-settings win). A process is only ever signalled when its PID and its start time (``/proc/<pid>/stat``)
+settings win, but for ``TASKHUB_JWT_SECRET``: the caller's is used when set, else one made once in
+the run directory). A process is only ever signalled when its PID and its start time (``/proc/<pid>/stat``)
 both match what was recorded, so a recycled PID is never hit. ``down`` drops only a database whose
 name ``up`` recorded as created by itself, and deletes only a run directory carrying the fleet's
 marker file. Exit codes: 0 ok, 1 not healthy in time, 2 bad setup.
@@ -189,8 +191,9 @@ class Layout:
         )
         if not taskhub:
             raise SetupError("no taskhub command: run `make install` (or set TASKHUB_FLEET_TASKHUB)")
+        run_dir = Path(os.environ.get("TASKHUB_FLEET_DIR") or Path.cwd() / ".fleet").resolve()
         return cls(
-            run_dir=Path(os.environ.get("TASKHUB_FLEET_DIR") or Path.cwd() / ".fleet").resolve(),
+            run_dir=run_dir,
             gateway_port=_env_int("TASKHUB_FLEET_PORT", 8080),
             database=database,
             pg_url=os.environ.get("TASKHUB_FLEET_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"),
@@ -200,7 +203,7 @@ class Layout:
             api_instances=_env_int("TASKHUB_FLEET_API_INSTANCES", 3),
             workers=_env_int("TASKHUB_FLEET_WORKERS", 2),
             prometheus=os.environ.get("TASKHUB_FLEET_PROMETHEUS", "1") not in ("0", "false", "no"),
-            static_dir=Path(os.environ.get("TASKHUB_FLEET_STATIC_DIR") or REPO / "src" / "taskhub" / "web" / "static"),
+            static_dir=Path(os.environ.get("TASKHUB_FLEET_STATIC_DIR") or run_dir / "static").resolve(),
             rate=_env_int("TASKHUB_FLEET_RATE", 500),
             burst=_env_int("TASKHUB_FLEET_BURST", 1000),
             taskhub=taskhub,
@@ -482,7 +485,8 @@ def taskhub_env(layout: Layout, state: State) -> dict[str, str]:
         {
             "TASKHUB_ENV": "production",
             "TASKHUB_DATA_DIR": str(layout.run_dir / "data"),
-            "TASKHUB_JWT_SECRET": (layout.run_dir / "jwt_secret").read_text().strip(),
+            # the caller's secret when given (a benchmark mints its own tokens), else the fleet's
+            "TASKHUB_JWT_SECRET": env.get("TASKHUB_JWT_SECRET") or (layout.run_dir / "jwt_secret").read_text().strip(),
             "TASKHUB_METRICS_TOKEN": (layout.run_dir / "metrics_token").read_text().strip(),
             "TASKHUB_DATABASE_URL": state.database_url,
             "TASKHUB_DATABASE_REPLICA_URLS": ",".join(state.replica_urls),
@@ -563,6 +567,8 @@ def prepare_run_dir(layout: Layout) -> State:
     for sub in ("pids", "logs", "data", "tmp", "prometheus-data"):
         (layout.run_dir / sub).mkdir(parents=True, exist_ok=True)
     (layout.run_dir / MARKER).touch()
+    # nginx's workers run unprivileged: they must reach the static files below (secrets stay 0600).
+    layout.run_dir.chmod(0o755)
     for secret in ("jwt_secret", "metrics_token"):
         path = layout.run_dir / secret
         if not path.exists():
@@ -595,13 +601,14 @@ def write_configs(layout: Layout, state: State) -> None:
     (layout.run_dir / "prometheus.yml").write_text(prometheus_config(layout, state))
 
 
-def migrate(layout: Layout, state: State) -> None:
+def prepare_release(layout: Layout, state: State) -> None:
+    """What a deploy does before the instances start: migrate the database, and export the
+    dashboard's hashed files for nginx (additive: the files of a running version stay)."""
     env = taskhub_env(layout, state)
-    done = subprocess.run(  # noqa: S603
-        [layout.taskhub, "migrate"], env=env, cwd=layout.run_dir, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SetupError(f"taskhub migrate failed:\n{done.stdout}{done.stderr}")
+    for argv in ([layout.taskhub, "migrate"], [layout.taskhub, "export-static", str(layout.static_dir)]):
+        done = subprocess.run(argv, env=env, cwd=layout.run_dir, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise SetupError(f"{' '.join(argv[1:])} failed:\n{done.stdout}{done.stderr}")
 
 
 def gateway_url(state: State) -> str:
@@ -618,7 +625,7 @@ def up(layout: Layout) -> str:
         ensure_database(layout, state)
         save_state(layout, state)
         write_configs(layout, state)
-        migrate(layout, state)
+        prepare_release(layout, state)
         started: list[tuple[Component, int]] = []
         for component in components(layout, state):
             if recorded_pid(layout, component.name) is not None:

@@ -374,21 +374,21 @@ class TestEventStream:
 
 
 class TestStaticFiles:
-    def test_files_come_from_disk_hashed_ones_cached_for_good(self) -> None:
+    def test_hashed_files_come_from_disk_cached_for_good_and_plain_names_go_to_the_api(self) -> None:
         with upstreams(answer(200)) as (a,), gateway([a.address]) as gw, client(gw) as c:
-            (gw.static_dir / "app.css").write_text("body{}")
             (gw.static_dir / "js").mkdir()
-            (gw.static_dir / "js" / "app.3f2a9c1d.js").write_text("export {};")
-            for p in (gw.static_dir / "app.css", gw.static_dir / "js", gw.static_dir / "js" / "app.3f2a9c1d.js"):
+            hashed_file = gw.static_dir / "js" / "app.3f2a9c1b0d4e.js"
+            hashed_file.write_text("export {};")
+            for p in (gw.static_dir / "js", hashed_file):
                 p.chmod(0o755)
-            plain = c.get("/static/app.css")
-            assert (plain.status_code, plain.text, plain.headers["cache-control"]) == (200, "body{}", "no-cache")
-            assert plain.headers["content-type"] == "text/css"
-            assert "last-modified" in plain.headers and plain.headers["x-content-type-options"] == "nosniff"
-            hashed = c.get("/static/js/app.3f2a9c1d.js")
-            assert (hashed.status_code, hashed.headers["cache-control"]) == (
-                200,
-                "public, max-age=31536000, immutable",
-            )
-            assert c.get("/static/missing.js").status_code == 404
-            assert a.seen == []  # none of it reached an instance
+            hashed = c.get("/static/js/app.3f2a9c1b0d4e.js")
+            assert (hashed.status_code, hashed.text) == (200, "export {};")
+            assert hashed.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert hashed.headers["x-content-type-options"] == "nosniff"
+            assert hashed.headers["access-control-allow-origin"] == "*"
+            assert "etag" in hashed.headers and "last-modified" in hashed.headers
+            assert a.seen == []  # none of that reached an instance
+            # not on disk (not exported there yet, or an unknown hash), and plain names: the instances
+            assert c.get("/static/js/app.000000000000.js").status_code == 200
+            assert c.get("/static/js/app.js").status_code == 200
+            assert [s.path for s in a.seen] == ["/static/js/app.000000000000.js", "/static/js/app.js"]
