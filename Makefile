@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick clean pg-cluster pg-cluster-down fleet fleet-down
+.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick bench-fleet clean pg-cluster pg-cluster-down fleet fleet-down
 
 # Exactly the tested set: every package pinned with its hashes in requirements-dev.lock (runtime
 # plus dev tools; requirements.lock is the runtime set alone, for deployments). `make lock`
@@ -59,6 +59,10 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# The fleet scenario alone: mixed through nginx over 3 instances vs 1 instance, CPU per request by layer.
+bench-fleet: install
+	$(BIN)/python -m bench --fleet $(BENCH_ARGS)
 
 # PostgreSQL HA cluster (etcd + Patroni: primary + 2 streaming replicas, HAProxy) for tests and the
 # fleet; see docs/operations.md. Settings: TASKHUB_PG_CLUSTER_DIR, TASKHUB_PG_CLUSTER_PORT_BASE, ...

@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): load benchmarks of Taskhub against a real server process.
 
 Suites: the default (floor, scenarios on PostgreSQL and SQLite, cache and access-log variants,
-overload), ``--growth`` (1k/100k/1M tasks, EXPLAIN, keyset vs offset), ``--stacks`` (serving stack,
+overload), ``--growth`` (1k/100k/1M tasks, EXPLAIN, keyset vs offset), ``--fleet`` (nginx over three instances
+vs one, CPU per request by layer), ``--stacks`` (serving stack,
 workers and pool sizes), ``--profile`` (py-spy on list, get, create). ``--quick`` is a CI smoke test.
 """
 
@@ -38,10 +39,12 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
     p.add_argument("--growth-sizes", default="1000,100000,1000000")
     p.add_argument("--stacks", action="store_true", help="compare serving stacks, workers, pool sizes")
     p.add_argument("--profile", action="store_true", help="py-spy profiles of list, get and create")
+    p.add_argument("--fleet", action="store_true",
+                   help="mixed through nginx over 3 instances vs 1 instance, CPU per request by layer")
     p.add_argument("--ab", metavar="REF", help="A/B: git revision REF's src against the working tree")
     p.add_argument("--ab-cache-ttl", default="300", help="TASKHUB_CACHE_TTL for the A/B servers")
     p.add_argument("--ab-scenarios", default="list,list-filtered,get,create,update,mixed")
-    p.add_argument("--all", action="store_true", help="default suite + growth + stacks + profile")
+    p.add_argument("--all", action="store_true", help="default suite + growth + stacks + profile + fleet")
     p.add_argument("--out", type=Path, help="markdown report (default bench/RESULTS.md; quick: bench/out/quick.md)")
     a = p.parse_args(argv)
     q = a.quick
@@ -84,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     write_section(opts.out, "environment", "## Machine and versions\n\n" + table(
         ["", ""], env.items()) + "\n")
     selected = [s for s, on in (("growth", a.growth), ("stacks", a.stacks), ("profile", a.profile),
-                                ("ab", bool(a.ab))) if on]
-    suites = (["main", "growth", "stacks", "profile"] if a.all else selected) or ["main"]
+                                ("ab", bool(a.ab)), ("fleet", a.fleet)) if on]
+    suites = (["main", "growth", "stacks", "profile", "fleet"] if a.all else selected) or ["main"]
     if opts.quick and not selected and not a.all:
         suites = ["main"]
     try:
@@ -119,6 +122,11 @@ def run_suites(a: argparse.Namespace, opts: Options, suites: list[str]) -> None:
 
             body, raw = suite_stacks.run(opts)
             title = "## Serving stack, workers and pool size"
+        elif suite == "fleet":
+            from bench import suite_fleet
+
+            body, raw = suite_fleet.run(opts)
+            title = "## Fleet: nginx over 3 instances vs 1 instance"
         elif suite == "ab":
             from bench import suite_ab
 
