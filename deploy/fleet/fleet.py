@@ -4,8 +4,8 @@
     fleet.py up            start what is not running (idempotent), wait until the gateway answers
                            ``/ready``, print ``http://127.0.0.1:<port>`` (the only stdout line)
     fleet.py down          stop every process by its recorded PID, drop what ``up`` created
-                           (the local database, the PostgreSQL cluster's run directory), delete
-                           the run directory
+                           (the local database or the PostgreSQL cluster, the exchange and queues
+                           on RabbitMQ), delete the run directory
     fleet.py status        JSON: ports, PIDs (null: not running), URLs
     fleet.py restart NAME  SIGTERM one process (``api-2``, ``worker-1``, ...), wait for its exit,
                            start it again, wait until it is healthy (a rolling restart is one
@@ -464,6 +464,42 @@ def ensure_database(layout: Layout, state: State) -> None:
     state.replica_urls = []
 
 
+# Run by the fleet's own `taskhub` interpreter (it has aio_pika and knows the queue names).
+_DELETE_BROKER_NAMES = """
+import asyncio, sys
+from taskhub.config import Settings
+from taskhub.events import broker
+from taskhub.events.dispatch import consumer_names
+
+async def main(url, exchange, prefix):
+    retries = len(Settings().worker_retry_delays)
+    connection = await broker.connect(url)
+    channel = await connection.channel()
+    for consumer in consumer_names():
+        names = broker.queue_names(prefix, consumer, retries)
+        for queue in (names.main, names.dlq, *names.retries):
+            try:
+                await channel.queue_delete(queue)
+            except Exception:
+                channel = await connection.channel()
+    await channel.exchange_delete(exchange)
+    await connection.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def delete_broker_names(layout: Layout, state: State) -> None:
+    """Delete the fleet's exchange and queues (``taskhub.fleet-<id>``, ``fleet-<id>.*``) on RabbitMQ."""
+    python = Path(layout.taskhub).parent / "python"
+    argv = [str(python), "-c", _DELETE_BROKER_NAMES, layout.amqp_url, state.exchange, state.queue_prefix]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    if done.returncode == 0:
+        log(f"deleted exchange {state.exchange} and queues {state.queue_prefix}.*")
+    else:
+        log(f"could not delete the broker names {state.queue_prefix}.*: {done.stderr.strip()[-500:]}")
+
+
 def drop_database(layout: Layout, state: State) -> None:
     if layout.pg_cluster_dir.exists():
         done = _pg_cluster(layout, "down")
@@ -675,6 +711,7 @@ def down(layout: Layout) -> None:
         stop(layout, [n for n in order if n in names] + [n for n in names if n not in order])
         state = load_state(layout)
         if state is not None:
+            delete_broker_names(layout, state)
             drop_database(layout, state)
     shutil.rmtree(layout.run_dir)
     log(f"removed {layout.run_dir}")

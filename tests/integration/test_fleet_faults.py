@@ -168,6 +168,7 @@ def fleet() -> Iterator[Fleet]:
         "TASKHUB_RATE_LIMIT_AUTH": "100 per minute",
         "TASKHUB_WORKER_RETRY_DELAYS": "0.5,1,2",
         "TASKHUB_LOG_LEVEL": "INFO",
+        "TASKHUB_SSE_HEARTBEAT": "2",  # the stream reader notices a stop within 2 s
     }
     gateway = ""
     try:
@@ -177,6 +178,11 @@ def fleet() -> Iterator[Fleet]:
         assert gateway.startswith("http://127.0.0.1:"), (Path(run_dir) / "logs").exists() and sorted(
             (Path(run_dir) / "logs").iterdir()
         )
+        again = subprocess.run(
+            [sys.executable, str(FLEET_SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (again.returncode, again.stdout.strip()) == (0, gateway)  # idempotent: nothing new started
+        assert "started" not in again.stderr
         f = Fleet(env, gateway, redis, proxy, loop)
         with httpx.Client(base_url=gateway, timeout=15) as c:
             for i in range(USERS):
@@ -302,6 +308,58 @@ class Load:
                 time.sleep(self.pause)
 
 
+@dataclass
+class LiveStream:
+    """An event stream through the gateway that resumes with Last-Event-ID whenever it ends (an
+    instance draining) or breaks; ``ids`` are the event ids received, in order."""
+
+    url: str
+    headers: dict[str, str]
+    last_id: int
+    ids: list[int] = field(default_factory=list)
+    connections: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> LiveStream:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=httpx.Timeout(10, read=10)) as c:
+            while not self._stop.is_set():
+                headers = {**self.headers, "Last-Event-ID": str(self.last_id)}
+                try:
+                    with c.stream("GET", "/api/v1/events/stream", headers=headers) as r:
+                        if r.status_code != 200:
+                            time.sleep(1)  # Retry-After
+                            continue
+                        self.connections += 1
+                        for line in r.iter_lines():
+                            if line.startswith("id: "):
+                                self.last_id = int(line[4:])
+                                self.ids.append(self.last_id)
+                            if self._stop.is_set():
+                                return
+                except httpx.TransportError:
+                    time.sleep(0.2)
+
+
+def owner_seqs(url: str, email: str, after: int) -> list[int]:
+    rows = sql(
+        url,
+        "SELECT o.seq FROM outbox o JOIN users u ON u.id = o.owner_id "
+        f"WHERE u.email = '{email}' AND o.seq > {after} ORDER BY o.seq",
+    )
+    return [int(r[0]) for r in rows]
+
+
 def settle_and_count(fleet: Fleet, load: Load, within: float = 120.0) -> tuple[int, int]:
     """Wait until the relay sent every event and both consumers applied each one (at most
     ``within`` seconds); return (duplicated, events lost) over the whole database."""
@@ -323,8 +381,9 @@ def settle_and_count(fleet: Fleet, load: Load, within: float = 120.0) -> tuple[i
     return duplicated, lost
 
 
-def record(fault: str, fleet: Fleet, load: Load) -> None:
+def record(fault: str, fleet: Fleet, load: Load, stream_lost: int = 0) -> None:
     duplicated, lost = settle_and_count(fleet, load)
+    lost += stream_lost
     ROWS.append((fault, load.sent, len(load.failed), duplicated, lost, load.retried))
     assert load.sent > 100, load.sent
     assert (load.failed, duplicated, lost) == ([], 0, 0), (load.failed[:10], load.statuses)
@@ -350,14 +409,31 @@ def test_kill_minus_9_of_one_api_instance(fleet: Fleet) -> None:
 
 
 def test_rolling_restart_of_all_three(fleet: Fleet) -> None:
-    with Load(fleet.url, fleet.users) as load:
+    """Besides the load, a live stream of one user: each instance's drain ends the stream, it
+    resumes through nginx with Last-Event-ID, and receives every event of that user exactly once."""
+    url = fleet.database_url
+    start = max(owner_seqs(url, "load0@example.com", 0), default=0)
+    with LiveStream(fleet.url, fleet.users[0], start) as stream, Load(fleet.url, fleet.users) as load:
         time.sleep(2)
         for name in ("api-1", "api-2", "api-3"):
             before = fleet.pid(name)
             fleet.run("restart", name)  # SIGTERM (drain), wait for the exit, start, wait until healthy
             assert fleet.pid(name) != before
             time.sleep(1)
-    record("rolling restart of all three (SIGTERM, wait, start)", fleet, load)
+        load._stop.set()  # no new events; the stream catches up
+        deadline = time.monotonic() + 30
+        while True:
+            [[unsent]] = sql(url, "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            expected = owner_seqs(url, "load0@example.com", start)
+            if (unsent == 0 and stream.ids[-1:] == expected[-1:]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert stream.connections >= 2  # the stream did end with a drain and resume
+    stream_lost = len(set(expected) - set(stream.ids))
+    stream_twice = len(stream.ids) - len(set(stream.ids))
+    assert (stream_lost, stream_twice) == (0, 0), (stream.ids[-5:], expected[-5:])
+    assert stream.ids == expected
+    record("rolling restart of all three (SIGTERM, wait, start)", fleet, load, stream_lost)
 
 
 def test_redis_stopped_for_30_seconds(fleet: Fleet) -> None:
