@@ -446,6 +446,7 @@ class TestCompose:
             "api-3",
             "worker",
             "migrate",
+            "static",
             "postgres",
             "redis",
             "rabbitmq",
@@ -459,6 +460,7 @@ class TestCompose:
             "api-3": SERVE_ARGV,
             "worker": ["taskhub", "worker"],
             "migrate": ["taskhub", "migrate"],
+            "static": ["taskhub", "export-static", "/srv/taskhub/static"],
         }
         for service in services.values():
             parse_cli(service["command"])
@@ -469,8 +471,8 @@ class TestCompose:
         for name, service in compose["services"].items():
             check = service.get("healthcheck")
             assert check is not None, f"{name}: no healthcheck (the image's check would apply or none)"
-            if name == "migrate":
-                # The image's check polls HTTP, which a one-shot migration does not serve.
+            if name in ("migrate", "static"):
+                # The image's check polls HTTP, which a one-shot command does not serve.
                 assert check == {"disable": True}, name
             else:
                 assert check["test"][0] == "CMD" and len(check["test"]) > 1, name
@@ -504,7 +506,8 @@ class TestCompose:
             assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
         assert services["worker"]["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
         assert services["nginx"]["depends_on"] == {
-            name: {"condition": "service_healthy"} for name in api_services(compose)
+            "static": {"condition": "service_completed_successfully"},
+            **{name: {"condition": "service_healthy"} for name in api_services(compose)},
         }
 
     def test_taskhub_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -538,8 +541,8 @@ class TestCompose:
         assert "command" not in compose["services"]["postgres"]  # so max_connections is the default
         total = 0
         for name, service in taskhub_services(compose).items():
-            if name == "migrate":
-                continue  # done before the others connect
+            if name in ("migrate", "static"):
+                continue  # done before the others connect; static never connects
             settings = settings_from({k: str(v) for k, v in service["environment"].items()}, monkeypatch)
             total += settings.database_pool_size + settings.database_max_overflow
         assert total == 60
@@ -577,6 +580,25 @@ class TestCompose:
 
 class TestNginx:
     """The gateway itself is tested with the real nginx in tests/deploy/test_nginx.py."""
+
+    def test_serves_from_disk_what_the_static_service_exports(self) -> None:
+        services = load_compose()["services"]
+        exported = services["static"]["command"][-1]
+        assert services["static"]["volumes"] == [f"static:{exported}"]
+        assert f"static:{exported}:ro" in services["nginx"]["volumes"]
+        [config] = crossplane.parse(str(NGINX_CONF), single=True)["config"]
+        roots = [
+            d["args"]
+            for http in config["parsed"]
+            if http["directive"] == "http"
+            for server in http["block"]
+            if server["directive"] == "server"
+            for location in server["block"]
+            if location["directive"] == "location"
+            for d in location.get("block", [])
+            if d["directive"] == "root"
+        ]
+        assert roots == [[exported]]
 
     def test_least_conn_over_the_compose_api_services(self) -> None:
         [config] = crossplane.parse(str(NGINX_CONF), single=True)["config"]
