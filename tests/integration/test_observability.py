@@ -222,6 +222,9 @@ def test_sigterm_ends_live_streams_and_refuses_new_ones_while_requests_finish(tm
         reader.start()
         with server.client() as c:
             deadline = time.monotonic() + 10
+            while "retry: 1000" not in lines:  # sent once the stream is subscribed: no event is missed
+                assert time.monotonic() < deadline, "the stream did not open"
+                time.sleep(0.05)
             task = c.post("/api/v1/tasks", json={"title": "seen before the drain"}, headers=auth).json()
             while not any(task["id"] in line for line in lines):
                 assert time.monotonic() < deadline, lines
