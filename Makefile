@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick clean pg-cluster pg-cluster-down
+.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick bench-fleet clean pg-cluster pg-cluster-down fleet fleet-down
 
 # Exactly the tested set: every package pinned with its hashes in requirements-dev.lock (runtime
 # plus dev tools; requirements.lock is the runtime set alone, for deployments). `make lock`
@@ -48,19 +48,23 @@ test-fast: install
 	$(BIN)/pytest -x -q -m "not e2e"
 
 lint: install
-	$(BIN)/ruff check src tests deploy/pg-cluster
-	$(BIN)/ruff format --check src deploy/pg-cluster
-	$(BIN)/mypy src deploy/pg-cluster/pg_cluster.py
+	$(BIN)/ruff check src tests deploy/pg-cluster deploy/fleet
+	$(BIN)/ruff format --check src deploy/pg-cluster deploy/fleet
+	$(BIN)/mypy src deploy/pg-cluster/pg_cluster.py deploy/fleet/fleet.py
 
 format: install
-	$(BIN)/ruff format src tests deploy/pg-cluster
-	$(BIN)/ruff check --fix src tests deploy/pg-cluster
+	$(BIN)/ruff format src tests deploy/pg-cluster deploy/fleet
+	$(BIN)/ruff check --fix src tests deploy/pg-cluster deploy/fleet
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick: install
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# The fleet scenario alone: mixed through nginx over 3 instances vs 1 instance, CPU per request by layer.
+bench-fleet: install
+	$(BIN)/python -m bench --fleet $(BENCH_ARGS)
 
 # PostgreSQL HA cluster (etcd + Patroni: primary + 2 streaming replicas, HAProxy) for tests and the
 # fleet; see docs/operations.md. Settings: TASKHUB_PG_CLUSTER_DIR, TASKHUB_PG_CLUSTER_PORT_BASE, ...
@@ -75,3 +79,14 @@ pg-cluster-down:
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache test-output
+
+# The production topology as native processes (deploy/fleet/fleet.py): nginx in front of 3 API
+# instances, 2 workers, the relay, the PostgreSQL cluster above, the machine's Redis and RabbitMQ,
+# Prometheus. Prints the gateway's URL once it answers. Settings: TASKHUB_FLEET_* (docs/operations.md).
+FLEET := python3 deploy/fleet/fleet.py
+
+fleet: install
+	@$(FLEET) up
+
+fleet-down:
+	@$(FLEET) down

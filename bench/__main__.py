@@ -4,9 +4,9 @@ Suites: the default (floor, scenarios on PostgreSQL and SQLite, cache and access
 overload), ``--growth`` (1k/100k/1M tasks, EXPLAIN, keyset vs offset), ``--stacks`` (serving stack,
 workers and pool sizes), ``--profile`` (py-spy on list, get, create), ``--events`` (event pipeline:
 relay -> RabbitMQ -> worker throughput, commit-to-handler and commit-to-SSE latency, cost of the outbox
-on create), ``--replicas``
-(replica-read share under mixed on a PostgreSQL HA cluster of its own), ``--topologies`` (one server
-vs PgBouncer vs two shards, per request). ``--quick`` is a CI smoke test.
+on create), ``--replicas`` (replica-read share under mixed on a PostgreSQL HA cluster of its own),
+``--topologies`` (one server vs PgBouncer vs two shards, per request), ``--fleet`` (nginx over three
+instances vs one, CPU per request by layer). ``--quick`` is a CI smoke test.
 """
 
 from __future__ import annotations
@@ -56,10 +56,12 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
     p.add_argument("--topologies", action="store_true",
                    help="single-client cost per request: one PostgreSQL server vs PgBouncer vs two shards "
                         "(bench/topologies.py)")
+    p.add_argument("--fleet", action="store_true",
+                   help="mixed through nginx over 3 instances vs 1 instance, CPU per request by layer")
     p.add_argument("--ab", metavar="REF", help="A/B: git revision REF's src against the working tree")
     p.add_argument("--ab-cache-ttl", default="300", help="TASKHUB_CACHE_TTL for the A/B servers")
     p.add_argument("--ab-scenarios", default="list,list-filtered,get,create,update,mixed")
-    p.add_argument("--all", action="store_true", help="default suite + growth + stacks + profile")
+    p.add_argument("--all", action="store_true", help="default suite + growth + stacks + profile + fleet")
     p.add_argument("--out", type=Path, help="markdown report (default bench/RESULTS.md; quick: bench/out/quick.md)")
     a = p.parse_args(argv)
     q = a.quick
@@ -104,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         ["", ""], env.items()) + "\n")
     selected = [s for s, on in (("growth", a.growth), ("stacks", a.stacks), ("profile", a.profile),
                                 ("ab", bool(a.ab)), ("events", a.events),
-                                ("replicas", a.replicas), ("topologies", a.topologies)) if on]
-    suites = (["main", "growth", "stacks", "profile"] if a.all else selected) or ["main"]
+                                ("replicas", a.replicas), ("topologies", a.topologies), ("fleet", a.fleet)) if on]
+    suites = (["main", "growth", "stacks", "profile", "fleet"] if a.all else selected) or ["main"]
     if opts.quick and not selected and not a.all:
         suites = ["main"]
     try:
@@ -162,6 +164,11 @@ def run_suites(a: argparse.Namespace, opts: Options, suites: list[str]) -> None:
                     "`bench/topologies.py`.\n\n" + body)
             raw = {"table": body}
             title = "## Topologies: one server, PgBouncer, two shards (cost per request)"
+        elif suite == "fleet":
+            from bench import suite_fleet
+
+            body, raw = suite_fleet.run(opts)
+            title = "## Fleet: nginx over 3 instances vs 1 instance"
         elif suite == "ab":
             from bench import suite_ab
 

@@ -10,7 +10,7 @@
   and the references between manifests (selectors, ports, ConfigMap, Secret keys).
 - ``ecs/``: botocore's models of the AWS API requests the files are fed to
   (``RegisterTaskDefinition``, ``RegisterScalableTarget``, ``PutScalingPolicy``), plus the seed's figures.
-- ``nginx/nginx.conf`` (a placeholder until the fleet work) and ``monitoring/prometheus.yml``:
+- ``nginx/nginx.conf`` (the gateway; its behaviour: tests/deploy/test_nginx.py) and ``monitoring/prometheus.yml``:
   parsed, and their targets matched against the compose services (``test_monitoring.py`` runs
   ``promtool`` on the monitoring files).
 
@@ -446,6 +446,7 @@ class TestCompose:
             "api-3",
             "worker",
             "migrate",
+            "static",
             "postgres",
             "redis",
             "rabbitmq",
@@ -459,6 +460,7 @@ class TestCompose:
             "api-3": SERVE_ARGV,
             "worker": ["taskhub", "worker"],
             "migrate": ["taskhub", "migrate"],
+            "static": ["taskhub", "export-static", "/srv/taskhub/static"],
         }
         for service in services.values():
             parse_cli(service["command"])
@@ -469,8 +471,8 @@ class TestCompose:
         for name, service in compose["services"].items():
             check = service.get("healthcheck")
             assert check is not None, f"{name}: no healthcheck (the image's check would apply or none)"
-            if name == "migrate":
-                # The image's check polls HTTP, which a one-shot migration does not serve.
+            if name in ("migrate", "static"):
+                # The image's check polls HTTP, which a one-shot command does not serve.
                 assert check == {"disable": True}, name
             else:
                 assert check["test"][0] == "CMD" and len(check["test"]) > 1, name
@@ -504,7 +506,8 @@ class TestCompose:
             assert services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}
         assert services["worker"]["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
         assert services["nginx"]["depends_on"] == {
-            name: {"condition": "service_healthy"} for name in api_services(compose)
+            "static": {"condition": "service_completed_successfully"},
+            **{name: {"condition": "service_healthy"} for name in api_services(compose)},
         }
 
     def test_taskhub_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -538,8 +541,8 @@ class TestCompose:
         assert "command" not in compose["services"]["postgres"]  # so max_connections is the default
         total = 0
         for name, service in taskhub_services(compose).items():
-            if name == "migrate":
-                continue  # done before the others connect
+            if name in ("migrate", "static"):
+                continue  # done before the others connect; static never connects
             settings = settings_from({k: str(v) for k, v in service["environment"].items()}, monkeypatch)
             total += settings.database_pool_size + settings.database_max_overflow
         assert total == 60
@@ -575,19 +578,38 @@ class TestCompose:
         assert targets == [f"{name}:{API_PORT}" for name in api_services(load_compose())]
 
 
-class TestNginxPlaceholder:
-    def test_parses_and_is_marked_as_the_starting_point(self) -> None:
-        assert NGINX_CONF.read_text().startswith("# PLACEHOLDER")
-        parsed = crossplane.parse(str(NGINX_CONF), strict=True)
-        assert (parsed["status"], parsed["errors"]) == ("ok", [])
+class TestNginx:
+    """The gateway itself is tested with the real nginx in tests/deploy/test_nginx.py."""
+
+    def test_serves_from_disk_what_the_static_service_exports(self) -> None:
+        services = load_compose()["services"]
+        exported = services["static"]["command"][-1]
+        assert services["static"]["volumes"] == [f"static:{exported}"]
+        assert f"static:{exported}:ro" in services["nginx"]["volumes"]
+        [config] = crossplane.parse(str(NGINX_CONF), single=True)["config"]
+        roots = [
+            d["args"]
+            for http in config["parsed"]
+            if http["directive"] == "http"
+            for server in http["block"]
+            if server["directive"] == "server"
+            for location in server["block"]
+            if location["directive"] == "location"
+            for d in location.get("block", [])
+            if d["directive"] == "root"
+        ]
+        assert roots == [[exported]]
 
     def test_least_conn_over_the_compose_api_services(self) -> None:
-        [config] = crossplane.parse(str(NGINX_CONF), strict=True)["config"]
+        [config] = crossplane.parse(str(NGINX_CONF), single=True)["config"]
         [http_block] = [d for d in config["parsed"] if d["directive"] == "http"]
         [upstream] = [d for d in http_block["block"] if d["directive"] == "upstream"]
         directives = [d["directive"] for d in upstream["block"]]
         assert directives[0] == "least_conn"
         servers = [d["args"][0] for d in upstream["block"] if d["directive"] == "server"]
+        assert all(
+            d["args"][1:] == ["max_fails=1", "fail_timeout=5s"] for d in upstream["block"] if d["directive"] == "server"
+        )
         assert servers == [f"{name}:{API_PORT}" for name in api_services(load_compose())]
         [server] = [d for d in http_block["block"] if d["directive"] == "server"]
         [location] = [d for d in server["block"] if d["directive"] == "location" and d["args"] == ["/"]]

@@ -181,6 +181,74 @@ def test_sigterm_drains_ready_says_503_while_in_flight_requests_finish(tmp_path:
         assert "draining" in log and "drained" in log
 
 
+def _hold_a_request(server: ServerProcess) -> tuple[socket.socket, bytes]:
+    """A registration whose body is only partly sent: in flight until the rest is sent."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    body = json.dumps({"email": "held@x.io", "password": PASSWORD, "name": "Held"}).encode()
+    head = (
+        f"POST /api/v1/auth/register HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    sock.sendall(head + body[:10])
+    return sock, body[10:]
+
+
+def test_sigterm_ends_live_streams_and_refuses_new_ones_while_requests_finish(tmp_path: Path) -> None:
+    """SIGTERM ends an open event stream after the events it already sent (the client reconnects
+    elsewhere with Last-Event-ID), a new stream gets 503 with Retry-After, an in-flight request
+    still finishes, and then the process exits by itself."""
+    import threading
+
+    with serve(tmp_path, {"TASKHUB_DRAIN_SECONDS": "0", "TASKHUB_LOG_LEVEL": "INFO"}) as server:
+        with server.client() as c:
+            account = {"email": "ann@x.io", "password": PASSWORD, "name": "Ann"}
+            assert c.post("/api/v1/auth/register", json=account).status_code == 201
+            login = c.post("/api/v1/auth/login", json={"email": account["email"], "password": PASSWORD})
+            auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        lines: list[str] = []
+        ended = threading.Event()
+
+        def read_stream() -> None:
+            with (
+                httpx.Client(base_url=server.url, timeout=30) as sc,
+                sc.stream("GET", "/api/v1/events/stream", headers=auth) as r,
+            ):
+                assert r.status_code == 200
+                lines.extend(r.iter_lines())
+            ended.set()
+
+        reader = threading.Thread(target=read_stream, daemon=True)
+        reader.start()
+        with server.client() as c:
+            deadline = time.monotonic() + 10
+            while "retry: 1000" not in lines:  # sent once the stream is subscribed: no event is missed
+                assert time.monotonic() < deadline, "the stream did not open"
+                time.sleep(0.05)
+            task = c.post("/api/v1/tasks", json={"title": "seen before the drain"}, headers=auth).json()
+            while not any(task["id"] in line for line in lines):
+                assert time.monotonic() < deadline, lines
+                time.sleep(0.05)
+        sock, rest = _hold_a_request(server)
+        time.sleep(0.3)
+        server.proc.send_signal(signal.SIGTERM)
+        assert ended.wait(5), "the stream stayed open during the drain"
+        assert lines[0] == "retry: 1000" and [x for x in lines if x.startswith("event: ")] == ["event: task.created"]
+        refused = httpx.get(f"{server.url}/api/v1/events/stream", headers=auth, timeout=10)
+        assert (refused.status_code, refused.headers["retry-after"]) == (503, "1")
+        assert refused.json()["status"] == 503 and "Last-Event-ID" in refused.json()["detail"]
+        assert server.proc.poll() is None  # the held request keeps the drain going
+        sock.sendall(rest)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 201 "), answer[:200]
+        # uvicorn re-raises the signal it handled once it has shut down gracefully
+        assert server.proc.wait(timeout=10) == -signal.SIGTERM
+        assert "ending_streams" in server.log.read_text()
+
+
 def test_sigterm_without_requests_in_flight_stops_promptly(tmp_path: Path) -> None:
     with serve(tmp_path) as server:
         started = time.monotonic()

@@ -9,7 +9,9 @@ events only, with ``id: <seq>``; on reconnect, ``Last-Event-ID: <seq>`` first re
 events after that position from the outbox (kept for ``TASKHUB_OUTBOX_RETENTION``), then goes on
 live, skipping what the replay already sent: no gap, no duplicate. Comment lines every
 ``TASKHUB_SSE_HEARTBEAT`` seconds keep proxies from closing an idle stream, and at each the token
-is checked again: the stream ends when the access token expires or is revoked.
+is checked again: the stream ends when the access token expires or is revoked. When the instance
+drains (SIGTERM, ``ops/drain.py``) every stream ends and new ones get 503, so clients resume on
+another instance.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from sqlalchemy import select
 from taskhub.auth import service as auth_service
 from taskhub.auth.dependencies import CurrentPrincipal
 from taskhub.context import Ctx
-from taskhub.core.errors import DomainError
+from taskhub.core.errors import DomainError, ServiceUnavailable
 from taskhub.core.metrics import metrics
 from taskhub.db.session import Database
 from taskhub.events.models import OutboxEvent
@@ -155,6 +157,30 @@ def _frame(event: Published) -> bytes:
     )
 
 
+class _Ending(Exception):
+    """The instance drains: the stream ends."""
+
+
+async def _next_event(sub: Subscription, ending: asyncio.Event, wait: float) -> Published | None:
+    """The next event of ``sub``; None after ``wait`` seconds without one.
+
+    Raises:
+        _Ending: ``ending`` was set (the instance drains).
+    """
+    if ending.is_set():
+        raise _Ending
+    getter = asyncio.ensure_future(sub.queue.get())
+    stopper = asyncio.ensure_future(ending.wait())
+    done, pending = await asyncio.wait({getter, stopper}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    if getter in done:
+        return getter.result()  # an event that arrived with the drain still goes out
+    if stopper in done:
+        raise _Ending
+    return None
+
+
 def _parse_last_event_id(value: str | None) -> int | None:
     if value is None or not value.strip().isdigit():
         return None
@@ -177,7 +203,15 @@ async def event_stream(
 ) -> StreamingResponse:
     """The caller's task events as Server-Sent Events (``id`` = stream position, ``event`` = type,
     ``data`` = the event payload). Send ``Last-Event-ID`` to resume after a reconnect. The
-    stream ends when the access token expires or is revoked; reconnect with a fresh token."""
+    stream ends when the access token expires or is revoked; reconnect with a fresh token. While
+    the instance drains (SIGTERM) the stream ends and a new one is refused with 503 and
+    ``Retry-After: 1``: reconnect (a load balancer sends the retry to another instance)."""
+    ending: asyncio.Event = request.app.state.drain.streams_end
+    if ending.is_set():
+        raise ServiceUnavailable(
+            "This instance is shutting down; reconnect (with Last-Event-ID) to another one.",
+            headers={"Retry-After": "1"},
+        )
     hub: StreamHub = request.app.state.events.hub
     owner = principal.user.id
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
@@ -198,16 +232,18 @@ async def event_stream(
                 if remaining <= 0:
                     return
                 try:
-                    event = await asyncio.wait_for(sub.queue.get(), timeout=min(heartbeat, remaining))
-                except TimeoutError:
+                    received = await _next_event(sub, ending, min(heartbeat, remaining))
+                except _Ending:
+                    return
+                if received is None:
                     if not await _still_valid(ctx, token):
                         return
                     yield b": heartbeat\n\n"
                     continue
-                if event.seq <= last:  # already sent by the replay
+                if received.seq <= last:  # already sent by the replay
                     continue
-                last = event.seq
-                yield _frame(event)
+                last = received.seq
+                yield _frame(received)
 
     return StreamingResponse(
         body(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

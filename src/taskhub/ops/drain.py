@@ -8,6 +8,12 @@ serving every request, for at least ``TASKHUB_DRAIN_SECONDS`` (time for load bal
 Kubernetes endpoints to take it out) and until no request is in flight, at most
 ``TASKHUB_DRAIN_SECONDS`` + :data:`DRAIN_TIMEOUT`; then uvicorn's graceful shutdown runs as
 before. A second SIGTERM, or SIGINT, stops at once (uvicorn's usual handling).
+
+Live streams (``GET /events/stream``) would hold a drain for its whole timeout: once
+``TASKHUB_DRAIN_SECONDS`` have passed (the load balancer no longer sends new streams here),
+:attr:`Drain.streams_end` is set, every open stream ends after what it already sent, and a new
+one is refused with 503, so clients reconnect to another instance with ``Last-Event-ID`` and
+miss nothing (the outbox replays what they did not see).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Drain:
         self.in_flight = in_flight
         self.min_seconds = min_seconds
         self.draining = False
+        #: Set when live streams must end (``TASKHUB_DRAIN_SECONDS`` into a drain).
+        self.streams_end = asyncio.Event()
         self._previous: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -76,8 +84,12 @@ class Drain:
         log.info("draining", in_flight=self.in_flight.count, min_seconds=self.min_seconds)
         deadline = started + self.min_seconds + DRAIN_TIMEOUT
         while time.monotonic() < deadline:
-            if self.in_flight.count == 0 and time.monotonic() - started >= self.min_seconds:
-                break
+            if time.monotonic() - started >= self.min_seconds:
+                if not self.streams_end.is_set():
+                    log.info("ending_streams", in_flight=self.in_flight.count)
+                    self.streams_end.set()
+                if self.in_flight.count == 0:
+                    break
             await asyncio.sleep(_POLL)
         log.info("drained", in_flight=self.in_flight.count, seconds=round(time.monotonic() - started, 3))
         self._previous(sig, frame)  # uvicorn's handler: close the socket, finish, shut down
