@@ -224,9 +224,14 @@ class TestRotation:
         monkeypatch.setenv("TASKHUB_DATA_DIR", str(tmp_path))
         monkeypatch.setenv("TASKHUB_JWT_ALGORITHM", "EdDSA")
         runner = CliRunner()
+        made = runner.invoke(cli, ["keys", "rotate"])  # no key set yet: makes it with one key
+        assert made.exit_code == 0, made.output
+        (only,) = read_key_set(tmp_path / "jwt_keys.json")
+        assert made.output == f"signing with {only.kid}\n"
         first = runner.invoke(cli, ["keys", "rotate"])
         assert first.exit_code == 0, first.output
         keys = read_key_set(tmp_path / "jwt_keys.json")
+        assert keys[0].kid == only.kid
         assert len(keys) == 2 and first.output == f"signing with {keys[1].kid}\n"
         listed = runner.invoke(cli, ["keys", "list"])
         lines = listed.output.splitlines()

@@ -178,9 +178,12 @@ def ensure_key_set(path: Path, now: float | None = None) -> list[StoredKey]:
 
 def rotate(path: Path, *, access_token_ttl: int, now: float | None = None) -> tuple[StoredKey, list[str]]:
     """Add a new signing key; the previous one is superseded (it verifies until its tokens expire).
-    Keys past their retirement are pruned in the same write. Returns the new key and the pruned kids."""
+    Keys past their retirement are pruned in the same write. Without a file yet, makes it with one
+    key. Returns the new key and the pruned kids."""
     now = now if now is not None else time.time()
-    keys = ensure_key_set(path, now)
+    if not path.exists():
+        return ensure_key_set(path, now)[0], []
+    keys = read_key_set(path)
     for key in keys:
         if key.superseded is None:
             key.superseded = now
