@@ -20,12 +20,10 @@ from pathlib import Path
 
 import httpx
 
-import taskhub
 from taskhub.core.keys import ensure_key_set
 from tests.servers import ServerProcess, free_port, serve
 
 TEMPLATE = Path(__file__).parent.parent / "deploy" / "nginx" / "split.conf.tmpl"
-STATIC_ROOT = Path(taskhub.__file__).parent / "web" / "static"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 #: Instances per service (the issue's topology).
@@ -52,7 +50,6 @@ def render_gateway(listen: str, servers: dict[str, list[str]], run_dir: Path) ->
         USERS_SERVERS=lines("users"),
         TASKS_SERVERS=lines("tasks"),
         NOTIFICATIONS_SERVERS=lines("notifications"),
-        STATIC_ROOT=str(STATIC_ROOT),
         PID_FILE=str(run_dir / "nginx.pid"),
         TEMP_DIR=str(run_dir / "tmp"),
     )

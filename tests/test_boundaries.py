@@ -49,8 +49,8 @@ EXCEPTIONS = {
     ("notifications.repository", "taskhub.users.models"): "the email outbox reads the recipient (read-only)",
 }
 
-#: Besides its own packages, where a service's routes may come from.
-SHARED_ROUTES = {"ops"}
+#: Besides its own packages, where a service's routes may come from (operations, the dashboard).
+SHARED_ROUTES = {"ops", "web"}
 EXTRA_ROUTES = {"tasks": {"events"}}  # the SSE stream of task events
 
 
@@ -119,7 +119,6 @@ def test_each_service_mounts_only_its_own_routes(service: str) -> None:
         assert module is not None
         packages.add(module.__name__.split(".")[1])
     assert packages <= allowed, packages - allowed
-    assert "web" not in packages  # the gateway serves the dashboard in split mode
 
 
 def test_the_services_together_serve_exactly_the_single_process_routes() -> None:
@@ -127,10 +126,7 @@ def test_the_services_together_serve_exactly_the_single_process_routes() -> None
         return {(r.path, frozenset(r.methods or ())) for r in contexts(service)}
 
     split: set[tuple[str, frozenset[str]]] = set().union(*(routes(s) for s in SERVICES))
-    whole = routes("all")
-    dashboard = {r for r in whole if not r[0].startswith(("/api/", "/.well-known/"))} - split
-    assert whole - split == dashboard  # only the dashboard (static files) is the gateway's
-    assert split <= whole
+    assert split == routes("all")
     api_paths = {path for path, _ in split if path.startswith("/api/v1/")}
     owners = {}
     for service in SERVICES:

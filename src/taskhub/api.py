@@ -3,8 +3,8 @@
 One codebase, several deployables (``docs/architecture.md``, "Services"): :func:`routers_for` gives
 the routers one service mounts (``taskhub serve --service``); ``all`` (the default) mounts everything
 in the order below. Every service also mounts the operations routes (``/health``, ``/ready``,
-``/metrics``, ``/docs``, ``/openapi.json``); the dashboard is served only by ``all`` (the gateway
-serves it in split mode).
+``/metrics``, ``/docs``, ``/openapi.json``) and the dashboard (``/``, ``/static/``: its page is
+rendered per instance with hashed file names, so the gateway sends it to any service).
 """
 
 from fastapi import APIRouter
@@ -36,7 +36,7 @@ _API_ROUTERS: dict[str, tuple[APIRouter, ...]] = {
     "notifications": (notifications_router,),
 }
 _ROOT_ROUTERS: dict[str, tuple[APIRouter, ...]] = {"auth": (keys_router,)}
-_OPERATIONS = (ops_router, metrics_router, docs_router)
+_SHARED = (ops_router, metrics_router, docs_router, web_router)
 
 
 def routers_for(service: str) -> tuple[APIRouter, APIRouter]:
@@ -67,10 +67,8 @@ def routers_for(service: str) -> tuple[APIRouter, APIRouter]:
             api.include_router(router)
         for router in _ROOT_ROUTERS.get(service, ()):
             root.include_router(router)
-    for router in _OPERATIONS:
+    for router in _SHARED:
         root.include_router(router)
-    if service == "all":
-        root.include_router(web_router)
     return api, root
 
 
