@@ -25,6 +25,7 @@ method, custom settings on ``client``) is marked ``in_process`` and does not run
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -43,6 +44,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from taskhub.app import create_app
 from taskhub.config import Settings
@@ -136,12 +138,22 @@ async def _truncate(url: str, tmp: Path) -> None:
     settings = Settings(database_url=url, data_dir=tmp)
     engine = make_engine(url, settings, immediate=False)
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                await conn.execute(text(f"DELETE FROM {table}"))
+    # On the split backend the services keep running (their relays apply a test's last events), so
+    # TRUNCATE's locks can deadlock with a handler's transaction: PostgreSQL aborts one of them and
+    # the clean-up tries again.
+    for attempt in range(10):
+        try:
+            async with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                else:
+                    for table in tables:
+                        await conn.execute(text(f"DELETE FROM {table}"))
+            break
+        except DBAPIError as exc:
+            if "deadlock detected" not in str(exc) or attempt == 9:
+                raise
+            await asyncio.sleep(0.1)
     await engine.dispose()
 
 
