@@ -22,9 +22,11 @@ $(BIN)/.installed: pyproject.toml requirements-dev.lock
 
 install: $(BIN)/.installed
 
+# The runtime lock is resolved within the dev lock (-c), so that both pin the same versions
+# (tests/test_lock.py): a dev tool's bound (botocore's on python-dateutil) holds for both.
 lock: install
-	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 
 # Known vulnerabilities of the locked runtime set. Needs PyPI's per-version JSON API (or OSV),
 # which this network does not reach (docs/security.md, "Dependencies"): --strict fails rather

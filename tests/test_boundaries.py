@@ -28,6 +28,7 @@ OWNER = {
     "tasks": "tasks",
     "analytics": "tasks",
     "notifications": "notifications",
+    "graphql": "tasks",  # /graphql is mounted by the tasks service (app.create_app)
 }
 
 #: Modules any service may import from another: the HTTP contract's types and the auth client
@@ -47,6 +48,11 @@ EXCEPTIONS = {
     ("users.service", "taskhub.tasks.service"): "account deletion erases the owner's tasks in its transaction",
     ("notifications.repository", "taskhub.tasks.models"): "reminders scan due dates and read titles (read-only)",
     ("notifications.repository", "taskhub.users.models"): "the email outbox reads the recipient (read-only)",
+    ("graphql.schema", "taskhub.notifications.service"): "the viewer's notifications in a GraphQL query",
+    ("graphql.schema", "taskhub.users.models"): "the viewer is the caller's type",
+    ("graphql.types", "taskhub.users.models"): "a task's owner and the viewer are accounts",
+    ("graphql.context", "taskhub.users.service"): "task owners loaded by ids in one statement (batching)",
+    ("graphql.context", "taskhub.users.models"): "the viewer is the caller's type",
 }
 
 #: Besides its own packages, where a service's routes may come from (operations, the dashboard).
@@ -134,3 +140,13 @@ def test_the_services_together_serve_exactly_the_single_process_routes() -> None
             if path.startswith("/api/v1/"):
                 assert owners.setdefault(path, service) == service, f"{path} served by two services"
     assert set(owners) == api_paths
+
+
+@pytest.mark.parametrize("service", [*SERVICES, "all"])
+def test_graphql_is_served_by_the_tasks_service(service: str) -> None:
+    from taskhub.app import create_app
+    from taskhub.config import Settings
+
+    app = create_app(Settings(service=service, jwt_secret="x" * 40))
+    paths = {r.path for r in routing.iter_route_contexts(app.routes)}
+    assert ("/graphql" in paths) == (service in ("tasks", "all"))

@@ -31,6 +31,7 @@ from taskhub.core.openapi import install_openapi, unique_id
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
 from taskhub.events.runtime import EventsRuntime
+from taskhub.graphql.router import GRAPHQL_PATH, graphql_router
 from taskhub.ops.drain import Drain
 from taskhub.ops.housekeeping import run_periodically
 from taskhub.ops.metrics import Telemetry
@@ -140,6 +141,8 @@ def create_app(
     install_error_handlers(app)
     api_router, root_router = routers_for(settings.service)
     app.include_router(api_router)
+    if settings.service in ("all", "tasks"):  # split mode: GraphQL is served by the tasks service
+        app.include_router(graphql_router(settings))
     app.include_router(root_router)
     whole = routers_for("all") if settings.service != "all" else (api_router, root_router)
     install_openapi(app, api_prefix=API_PREFIX + "/", routes=[*whole[0].routes, *whole[1].routes])
@@ -158,7 +161,9 @@ def create_app(
         body_timeout=settings.body_timeout,
     )
     if settings.rate_limit_enabled:
-        app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks, prefix=API_PREFIX + "/")
+        app.add_middleware(
+            RateLimitMiddleware, trusted=settings.trusted_networks, prefix=(API_PREFIX + "/", GRAPHQL_PATH)
+        )
     app.add_middleware(NegotiatingGZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(
@@ -178,7 +183,10 @@ def create_app(
             ],
         )
     app.add_middleware(
-        RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/", in_flight=in_flight
+        RequestIdMiddleware,
+        access_log_enabled=settings.access_log,
+        api_prefix=(API_PREFIX + "/", GRAPHQL_PATH),
+        in_flight=in_flight,
     )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     return app

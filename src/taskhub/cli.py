@@ -1,5 +1,5 @@
 """The ``taskhub`` command line (typer): serve, migrate, create-admin, seed-demo, purge, openapi,
-relay, worker, dlq, export-static, keys."""
+relay, worker, dlq, export-static, graphql-schema, keys."""
 
 from __future__ import annotations
 
@@ -484,6 +484,14 @@ def openapi() -> None:
     from taskhub.app import create_app
 
     typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2))
+
+
+@app.command("graphql-schema")
+def graphql_schema() -> None:
+    """Print the GraphQL schema (SDL) of ``/graphql`` to stdout; ``docs/schema.graphql`` is this output."""
+    from taskhub.graphql.schema import sdl
+
+    typer.echo(sdl(), nl=False)
 
 
 keys_app = typer.Typer(

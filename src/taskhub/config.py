@@ -136,6 +136,13 @@ class Settings(BaseSettings):
     smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for implicit TLS)
     smtp_from: str = "taskhub@localhost"
     sse_heartbeat: float = Field(default=15.0, gt=0)  # seconds between comment lines on idle streams
+    # GraphQL at /graphql (docs/api.md, "GraphQL"). The IDE (GraphiQL on GET /graphql): None means
+    # on in development, off in production. Depth counts nested selections (introspection fields
+    # aside); cost is the estimate of taskhub.graphql.limits (fields, times `first` under a list).
+    graphql_ide: bool | None = None
+    graphql_introspection: bool = True
+    graphql_max_depth: int = Field(default=6, ge=1)
+    graphql_max_cost: int = Field(default=5_000, ge=1)
     # Where the dashboard's page loads its hashed assets from (a CDN), e.g. https://cdn.example.com/taskhub;
     # unset: /static on this app (docs/operations.md, "The front end on a CDN").
     asset_base_url: str | None = None
@@ -177,6 +184,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'taskhub.db').resolve()}"
+
+    @property
+    def graphql_ide_enabled(self) -> bool:
+        """Whether ``GET /graphql`` serves GraphiQL: ``graphql_ide``, else only outside production."""
+        return self.graphql_ide if self.graphql_ide is not None else self.env != "production"
 
     @property
     def is_sqlite(self) -> bool:
