@@ -14,7 +14,8 @@ The API suite (``tests/auth``, ``tasks``, ``users``, ``admin``) also runs on a t
 mode (``tests/pgbouncer.py``), with ``TASKHUB_DATABASE_PGBOUNCER=true``. The tests that touch
 tasks (``tasks``, ``users``, ``admin``) also run on ``sharded``: the owner-keyed tables moved by
 ``taskhub.db.sharding`` onto two throw-away PostgreSQL servers (``tests/pg_instances.py``) as
-``postgres_fdw`` partitions. The same four run on ``split`` too: the deployment of issue 16 as
+``postgres_fdw`` partitions. The ``test_api.py`` modules of ``auth``, ``tasks``, ``users``, ``admin``
+and ``graphql`` (the HTTP contract) run on ``split`` too: the deployment of issue 16 as
 real processes (``tests/split_topology.py``: auth, users, two tasks and notifications services behind
 nginx from ``deploy/nginx/split.conf.tmpl``, EdDSA tokens verified from the JWKS), on a PostgreSQL
 database and the Redis database of ``TASKHUB_TEST_REDIS_URL``; there ``client`` talks HTTP to the
@@ -159,8 +160,9 @@ async def _truncate(url: str, tmp: Path) -> None:
 
 BACKENDS = ("sqlite", "postgresql")
 API_SUITE = ("auth", "tasks", "users", "admin")
-"""Test packages that also run behind PgBouncer (the HTTP API's own tests); their ``test_api.py``
-modules (the HTTP contract) also run on the split deployment."""
+"""Test packages that also run behind PgBouncer (the HTTP API's own tests)."""
+SPLIT_SUITE = (*API_SUITE, "graphql")
+"""Test packages whose ``test_api.py`` (the HTTP contract) also runs on the split deployment."""
 SHARDED_SUITE = ("tasks", "users", "admin")
 """Test packages that also run with the owner-keyed tables on two shards (the ones that touch tasks)."""
 
@@ -186,9 +188,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     package = Path(str(metafunc.definition.fspath)).parent
     if package.parent == Path(__file__).parent and package.name in API_SUITE:
         names.append("pgbouncer")
-        contract = Path(str(metafunc.definition.fspath)).name == "test_api.py"
-        if contract and metafunc.definition.get_closest_marker("in_process") is None:
-            names.append("split")
+    contract = Path(str(metafunc.definition.fspath)).name == "test_api.py"
+    in_process = metafunc.definition.get_closest_marker("in_process") is not None
+    if package.parent == Path(__file__).parent and package.name in SPLIT_SUITE and contract and not in_process:
+        names.append("split")
     if package.parent == Path(__file__).parent and package.name in SHARDED_SUITE:
         names.append("sharded")
     if postgres_only:
