@@ -68,9 +68,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None
     database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Per process, the seed's pool: at most 50 connections (10 kept + 40 overflow), 5 s wait.
-    database_pool_size: int = Field(default=10, ge=1)
-    database_max_overflow: int = Field(default=40, ge=0)
+    # Per process, the seed's pool: at most 50 connections, 5 s wait. All 50 are pool_size, opened on
+    # demand and kept: as overflow (the earlier 10 + 40) every checkout past the 10th opened and closed
+    # a connection, 27% of a get's CPU at 64 requests in flight (bench/pool_ab.py, bench/RESULTS.md).
+    database_pool_size: int = Field(default=50, ge=1)
+    database_max_overflow: int = Field(default=0, ge=0)
     database_pool_timeout: float = Field(default=5.0, gt=0)  # seconds to wait for a free connection
     # PgBouncer in transaction mode between Taskhub and PostgreSQL: no prepared-statement caches,
     # unnamed statements (docs/scaling.md, "Pooling").
