@@ -14,11 +14,19 @@ The API suite (``tests/auth``, ``tasks``, ``users``, ``admin``) also runs on a t
 mode (``tests/pgbouncer.py``), with ``TASKHUB_DATABASE_PGBOUNCER=true``. The tests that touch
 tasks (``tasks``, ``users``, ``admin``) also run on ``sharded``: the owner-keyed tables moved by
 ``taskhub.db.sharding`` onto two throw-away PostgreSQL servers (``tests/pg_instances.py``) as
-``postgres_fdw`` partitions.
+``postgres_fdw`` partitions. The ``test_api.py`` modules of ``auth``, ``tasks``, ``users``, ``admin``
+and ``graphql`` (the HTTP contract) run on ``split`` too: the deployment of issue 16 as
+real processes (``tests/split_topology.py``: auth, users, two tasks and notifications services behind
+nginx from ``deploy/nginx/split.conf.tmpl``, EdDSA tokens verified from the JWKS), on a PostgreSQL
+database and the Redis database of ``TASKHUB_TEST_REDIS_URL``; there ``client`` talks HTTP to the
+gateway and ``app`` is an in-process app on the same database and keys (for the helpers that reach
+below HTTP: the first admin, the outbox). A test that needs the served process itself (a patched
+method, custom settings on ``client``) is marked ``in_process`` and does not run on ``split``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,6 +37,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 import httpx
+import jwt
 import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
@@ -36,18 +45,22 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from taskhub.app import create_app
 from taskhub.config import Settings
+from taskhub.core.keys import read_key_set
 from taskhub.db import migrate, sharding
 from taskhub.db.models import Base
 from taskhub.db.session import make_engine
 from tests.pg_instances import PgInstance, start_instance
 from tests.pgbouncer import PgBouncer, start_pgbouncer
+from tests.split_topology import SplitTopology, start_split
 
 PG_URL = os.environ.get("TASKHUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 JWT_SECRET = "test-secret-" + "x" * 40
+REDIS_URL = os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 PASSWORD = "correct horse battery staple"
 
 
@@ -116,6 +129,7 @@ class Backend:
     direct_url: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     shard_urls: list[str] = field(default_factory=list)
+    split: SplitTopology | None = None
 
     def __post_init__(self) -> None:
         self.direct_url = self.direct_url or self.url
@@ -125,18 +139,30 @@ async def _truncate(url: str, tmp: Path) -> None:
     settings = Settings(database_url=url, data_dir=tmp)
     engine = make_engine(url, settings, immediate=False)
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                await conn.execute(text(f"DELETE FROM {table}"))
+    # On the split backend the services keep running (their relays apply a test's last events), so
+    # TRUNCATE's locks can deadlock with a handler's transaction: PostgreSQL aborts one of them and
+    # the clean-up tries again.
+    for attempt in range(10):
+        try:
+            async with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                else:
+                    for table in tables:
+                        await conn.execute(text(f"DELETE FROM {table}"))
+            break
+        except DBAPIError as exc:
+            if "deadlock detected" not in str(exc) or attempt == 9:
+                raise
+            await asyncio.sleep(0.1)
     await engine.dispose()
 
 
 BACKENDS = ("sqlite", "postgresql")
 API_SUITE = ("auth", "tasks", "users", "admin")
 """Test packages that also run behind PgBouncer (the HTTP API's own tests)."""
+SPLIT_SUITE = (*API_SUITE, "graphql")
+"""Test packages whose ``test_api.py`` (the HTTP contract) also runs on the split deployment."""
 SHARDED_SUITE = ("tasks", "users", "admin")
 """Test packages that also run with the owner-keyed tables on two shards (the ones that touch tasks)."""
 
@@ -150,17 +176,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """
     postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
     sharded_only = metafunc.definition.get_closest_marker("sharded_only") is not None
+    split_only = metafunc.definition.get_closest_marker("split_only") is not None
     if "backend" not in metafunc.fixturenames:
-        if postgres_only or sharded_only:
+        if postgres_only or sharded_only or split_only:
             raise pytest.UsageError(f"{metafunc.definition.nodeid}: the marker needs the backend fixture")
         return
-    if sharded_only:
-        metafunc.parametrize("backend", ["sharded"], indirect=True, scope="session")
+    if sharded_only or split_only:
+        metafunc.parametrize("backend", ["sharded" if sharded_only else "split"], indirect=True, scope="session")
         return
     names = list(BACKENDS)
     package = Path(str(metafunc.definition.fspath)).parent
     if package.parent == Path(__file__).parent and package.name in API_SUITE:
         names.append("pgbouncer")
+    contract = Path(str(metafunc.definition.fspath)).name == "test_api.py"
+    in_process = metafunc.definition.get_closest_marker("in_process") is not None
+    if package.parent == Path(__file__).parent and package.name in SPLIT_SUITE and contract and not in_process:
+        names.append("split")
     if package.parent == Path(__file__).parent and package.name in SHARDED_SUITE:
         names.append("sharded")
     if postgres_only:
@@ -202,6 +233,24 @@ async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
             await sharding.shard_by_owner(engine, shard_urls, lambda u: make_engine(u, settings))
             await engine.dispose()
             yield Backend("sharded", url, url, {}, shard_urls)
+            return
+        if request.param == "split":
+            try:
+                topology = start_split(tmp / "split", database_url=url, redis_url=REDIS_URL)
+            except (FileNotFoundError, RuntimeError) as exc:
+                unavailable(str(exc))
+            extra = {
+                "jwt_algorithm": "EdDSA",
+                "jwt_secret": None,
+                "jwt_keys_file": topology.keys_file,
+                "redis_url": REDIS_URL,
+                "relay_enabled": False,  # the services' relays deliver; this app only reads and writes rows
+                "purge_interval": 0,
+            }
+            try:
+                yield Backend("split", url, url, extra, split=topology)
+            finally:
+                topology.stop()
             return
         yield Backend("postgresql", url)
 
@@ -273,6 +322,19 @@ async def app_factory(backend: Backend, tmp_path: Path) -> AsyncIterator[Callabl
     for manager in managers:
         await manager.__aexit__(None, None, None)
     await _truncate(backend.direct_url, tmp_path)
+    if backend.split is not None:
+        await _flush_redis(REDIS_URL)
+
+
+async def _flush_redis(url: str) -> None:
+    """Empty this session's own Redis database (cached pages and decisions of emptied tables)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
@@ -289,10 +351,46 @@ async def app(app_factory: Callable[..., Any], settings_factory: Callable[..., S
 
 
 @pytest_asyncio.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for :func:`app`."""
+async def client(app: FastAPI, backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for :func:`app`; on ``split``, for the gateway of the split deployment."""
+    if backend.split is not None:
+        async with httpx.AsyncClient(base_url=backend.split.url, timeout=30) as c:
+            yield c
+        return
     async with client_for(app) as c:
         yield c
+
+
+@dataclass
+class AccessTokenKey:
+    """The key the backend's services sign access tokens with: the HMAC secret, or on ``split`` the
+    newest Ed25519 key of the key-set file (with its ``kid``)."""
+
+    algorithm: str
+    signing: Any
+    verifying: Any
+    kid: str | None = None
+
+    def encode(self, claims: dict[str, Any]) -> str:
+        """A token with ``claims`` as the service would sign it."""
+        headers = {"kid": self.kid} if self.kid else None
+        return jwt.encode(claims, self.signing, algorithm=self.algorithm, headers=headers)
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The verified claims of ``token`` (Taskhub's issuer and audience)."""
+        claims: dict[str, Any] = jwt.decode(
+            token, self.verifying, algorithms=[self.algorithm], audience="taskhub-api", issuer="taskhub"
+        )
+        return claims
+
+
+@pytest.fixture
+def token_key(backend: Backend) -> AccessTokenKey:
+    """:class:`AccessTokenKey` of the current backend."""
+    if backend.split is not None:
+        newest = read_key_set(backend.split.keys_file)[-1]
+        return AccessTokenKey("EdDSA", newest.private, newest.private.public_key(), newest.kid)
+    return AccessTokenKey("HS256", JWT_SECRET, JWT_SECRET)
 
 
 class Api:

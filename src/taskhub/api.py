@@ -1,31 +1,75 @@
-"""The URL map: every domain router under ``/api/v1``, plus operations and the dashboard."""
+"""The URL map: every domain router under ``/api/v1``, plus operations and the dashboard.
+
+One codebase, several deployables (``docs/architecture.md``, "Services"): :func:`routers_for` gives
+the routers one service mounts (``taskhub serve --service``); ``all`` (the default) mounts everything
+in the order below. Every service also mounts the operations routes (``/health``, ``/ready``,
+``/metrics``, ``/docs``, ``/openapi.json``) and the dashboard (``/``, ``/static/``: its page is
+rendered per instance with hashed file names, so the gateway sends it to any service).
+"""
 
 from fastapi import APIRouter
 
-from taskhub.admin.router import router as admin_router
+from taskhub.admin.router import router as admin_users_router
 from taskhub.analytics.router import router as analytics_router
+from taskhub.auth.keys_router import router as keys_router
 from taskhub.auth.router import router as auth_router
 from taskhub.events.stream import router as events_router
 from taskhub.notifications.router import router as notifications_router
 from taskhub.ops.docs import router as docs_router
 from taskhub.ops.metrics import router as metrics_router
 from taskhub.ops.router import router as ops_router
+from taskhub.tasks.admin_router import router as admin_tasks_router
 from taskhub.tasks.router import router as tasks_router
 from taskhub.urls import API_PREFIX
 from taskhub.users.router import router as users_router
 from taskhub.web.router import router as web_router
 
-api_router = APIRouter(prefix=API_PREFIX)
-api_router.include_router(auth_router)
-api_router.include_router(users_router)
-api_router.include_router(analytics_router)  # /tasks/stats/history, before /tasks/{task_id}
-api_router.include_router(tasks_router)
-api_router.include_router(notifications_router)
-api_router.include_router(events_router)
-api_router.include_router(admin_router)
+SERVICES = ("auth", "users", "tasks", "notifications")
+"""The deployable services of split mode, besides ``all`` (the single process)."""
 
-root_router = APIRouter()
-root_router.include_router(ops_router)
-root_router.include_router(metrics_router)
-root_router.include_router(docs_router)
-root_router.include_router(web_router)
+#: Per service: its routers under ``/api/v1`` and its routers at the root, in mounting order.
+#: ``/tasks/stats/history`` (analytics) comes before ``/tasks/{task_id}``.
+_API_ROUTERS: dict[str, tuple[APIRouter, ...]] = {
+    "auth": (auth_router,),
+    "users": (users_router, admin_users_router),
+    "tasks": (analytics_router, tasks_router, events_router, admin_tasks_router),
+    "notifications": (notifications_router,),
+}
+_ROOT_ROUTERS: dict[str, tuple[APIRouter, ...]] = {"auth": (keys_router,)}
+_SHARED = (ops_router, metrics_router, docs_router, web_router)
+
+
+def routers_for(service: str) -> tuple[APIRouter, APIRouter]:
+    """``(api_router, root_router)`` of ``service`` (one of :data:`SERVICES`, or ``all``).
+
+    Raises:
+        ValueError: an unknown service name.
+    """
+    if service != "all" and service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; one of all, {', '.join(SERVICES)}")
+    api = APIRouter(prefix=API_PREFIX)
+    root = APIRouter()
+    if service == "all":
+        for router in (
+            auth_router,
+            users_router,
+            analytics_router,
+            tasks_router,
+            notifications_router,
+            events_router,
+            admin_users_router,
+            admin_tasks_router,
+        ):
+            api.include_router(router)
+        root.include_router(keys_router)
+    else:
+        for router in _API_ROUTERS[service]:
+            api.include_router(router)
+        for router in _ROOT_ROUTERS.get(service, ()):
+            root.include_router(router)
+    for router in _SHARED:
+        root.include_router(router)
+    return api, root
+
+
+api_router, root_router = routers_for("all")

@@ -19,11 +19,12 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from taskhub import __version__
-from taskhub.api import api_router, root_router
+from taskhub.api import routers_for
 from taskhub.auth.router import FORM_LOGIN_HINT, FORM_LOGIN_PATH
 from taskhub.config import Settings
 from taskhub.context import build_context
 from taskhub.core.errors import install_error_handlers
+from taskhub.core.keys import RemoteJwks
 from taskhub.core.middleware import BodyGuardMiddleware, NegotiatingGZipMiddleware, SecurityHeadersMiddleware
 from taskhub.core.observability import InFlight, RequestIdMiddleware, configure_logging, tracing_requested
 from taskhub.core.openapi import install_openapi, unique_id
@@ -64,8 +65,11 @@ def create_app(
     ``settings.auto_migrate`` runs Alembic migrations at start-up; unset means True on SQLite
     (embedded mode) and False on PostgreSQL (run ``taskhub migrate`` once per deploy).
     ``settings.workers`` above 1 turns the in-process cache off (it cannot be shared).
-    The lifespan raises ``ConfigurationError`` in production mode without ``TASKHUB_JWT_SECRET``,
-    and ``AssetError`` when the dashboard's page names a static file that does not exist.
+    ``settings.service`` picks the routers (``api.routers_for``); ``/openapi.json`` always describes
+    the whole public API, whichever part this process serves (the gateway shows one document).
+    The lifespan raises ``ConfigurationError`` in production mode without ``TASKHUB_JWT_SECRET``
+    (or, with EdDSA, without the key-set file or JWKS URL), and ``AssetError`` when the dashboard's
+    page names a static file that does not exist.
     """
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -88,6 +92,9 @@ def create_app(
         app.state.static_site = StaticSite(static_root or packaged_root(), base_url=settings.asset_base_url)
         ctx = build_context(settings)
         app.state.ctx = ctx
+        if isinstance(ctx.tokens.keys, RemoteJwks):
+            # Not fatal: the service starts while the auth service is down, and fetches on first use.
+            await ctx.tokens.keys.fetch()
         app.state.telemetry = process_metrics = Telemetry.start(ctx)
         drain.install()
         if tracing is not None:
@@ -132,10 +139,13 @@ def create_app(
     )
     app.state.drain = drain
     install_error_handlers(app)
+    api_router, root_router = routers_for(settings.service)
     app.include_router(api_router)
-    app.include_router(graphql_router(settings))
+    if settings.service in ("all", "tasks"):  # split mode: GraphQL is served by the tasks service
+        app.include_router(graphql_router(settings))
     app.include_router(root_router)
-    install_openapi(app, api_prefix=API_PREFIX + "/")
+    whole = routers_for("all") if settings.service != "all" else (api_router, root_router)
+    install_openapi(app, api_prefix=API_PREFIX + "/", routes=[*whole[0].routes, *whole[1].routes])
 
     # Added innermost first, so the request passes: security headers -> request id -> CORS -> gzip
     # -> rate limit -> body guard -> routes. The security headers policy is on every answer, the

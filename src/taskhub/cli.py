@@ -1,5 +1,5 @@
 """The ``taskhub`` command line (typer): serve, migrate, create-admin, seed-demo, purge, openapi,
-relay, worker, dlq, export-static."""
+relay, worker, dlq, export-static, graphql-schema, keys."""
 
 from __future__ import annotations
 
@@ -38,13 +38,26 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
+    service: Annotated[
+        str, typer.Option(help="The part of the API to serve: all, auth, users, tasks or notifications")
+    ] = "all",
 ) -> None:
-    """Run the HTTP server (embedded mode migrates its SQLite database first)."""
+    """Run the HTTP server (embedded mode migrates its SQLite database first).
+
+    ``--service`` runs one service of split mode (docs/architecture.md, "Services"): only its routes,
+    plus /health, /ready and /metrics; ``all`` (the default) is the single process.
+    """
     import uvicorn
 
+    from taskhub.api import SERVICES
+
+    if service != "all" and service not in SERVICES:
+        typer.echo(f"error: --service must be one of all, {', '.join(SERVICES)}", err=True)
+        raise typer.Exit(2)
+    os.environ["TASKHUB_SERVICE"] = service  # the app factory reads it (as every worker does)
     settings = _settings()
     try:
-        settings.resolve_jwt_secret()
+        settings.check_token_keys()
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -54,7 +67,8 @@ def serve(
     os.environ["TASKHUB_AUTO_MIGRATE"] = "false"
     metrics_dir, made_metrics_dir = _metrics_directory(workers)
     if settings.log_format != "json":  # in JSON mode every output line is a JSON object
-        typer.echo(f"Taskhub on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+        part = "" if service == "all" else f" [{service} service]"
+        typer.echo(f"Taskhub{part} on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     try:
         uvicorn.run(
             "taskhub.app:create_app",
@@ -478,6 +492,92 @@ def graphql_schema() -> None:
     from taskhub.graphql.schema import sdl
 
     typer.echo(sdl(), nl=False)
+
+
+keys_app = typer.Typer(
+    help="EdDSA access-token keys (TASKHUB_JWT_KEYS_FILE; docs/security.md, 'Access-token keys').",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _keys_file(settings: Settings) -> Path:
+    try:
+        return settings.resolve_jwt_keys_file()
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """One line per key, oldest first: kid, state (signing, verifying until <time>, retirable)."""
+    import time as _time
+
+    from taskhub.core.keys import KeysUnavailable, read_key_set
+
+    settings = _settings()
+    try:
+        keys = read_key_set(_keys_file(settings))
+    except KeysUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    now = _time.time()
+    for key in keys:
+        retire_at = key.retire_at(settings.access_token_ttl)
+        if retire_at is None:
+            state = "signing"
+        elif retire_at > now:
+            state = f"verifying until {_iso(retire_at)}"
+        else:
+            state = "retirable"
+        typer.echo(f"{key.kid}  created {_iso(key.created)}  {state}")
+
+
+def _iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key; the previous key keeps verifying for one access-token lifetime
+    (plus 60 s of clock skew). Keys past that are pruned. Signing services pick the new key up
+    within a second (they watch the file); verifiers learn it from the JWKS on first sight."""
+    from taskhub.core.keys import KeysUnavailable, rotate
+
+    settings = _settings()
+    try:
+        fresh, pruned = rotate(_keys_file(settings), access_token_ttl=settings.access_token_ttl)
+    except KeysUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"signing with {fresh.kid}")
+    for kid in pruned:
+        typer.echo(f"retired {kid}")
+
+
+@keys_app.command("retire")
+def keys_retire(
+    kid: Annotated[str | None, typer.Option(help="Retire this superseded key (default: every retirable key)")] = None,
+    force: Annotated[
+        bool, typer.Option(help="With --kid: retire it now, even if tokens it signed are still valid (leaked key)")
+    ] = False,
+) -> None:
+    """Remove superseded keys whose tokens have all expired (or, with --kid --force, one key now)."""
+    from taskhub.core.keys import KeysUnavailable, retire
+
+    settings = _settings()
+    try:
+        removed = retire(_keys_file(settings), access_token_ttl=settings.access_token_ttl, kid=kid, force=force)
+    except KeysUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    for removed_kid in removed:
+        typer.echo(f"retired {removed_kid}")
+    if not removed:
+        typer.echo("nothing to retire")
 
 
 if __name__ == "__main__":  # pragma: no cover

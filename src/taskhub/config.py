@@ -84,7 +84,16 @@ class Settings(BaseSettings):
     database_replica_poll_interval: float = Field(default=0.2, gt=0, le=5)
     redis_url: str | None = None
     jwt_secret: str | None = None
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "EdDSA"] = "HS256"
+    # EdDSA (docs/security.md, "Access-token keys"): the signing service's private JWK set; unset in
+    # development means <data_dir>/jwt_keys.json, made on first use. Verify-only services (split mode)
+    # fetch the public keys from jwt_jwks_url instead and cache them.
+    jwt_keys_file: Path | None = None
+    jwt_jwks_url: str | None = None
+    jwks_cache_ttl: float = Field(default=300.0, gt=0)  # seconds a fetched JWKS is used (and its max-age)
+    jwks_refetch_interval: float = Field(default=10.0, ge=0)  # least seconds between unknown-kid refetches
+    # Which part of the API this process serves (taskhub serve --service; docs/architecture.md).
+    service: Literal["all", "auth", "users", "tasks", "notifications"] = "all"
     jwt_issuer: str = "taskhub"
     jwt_audience: str = "taskhub-api"
     access_token_ttl: int = Field(default=900, ge=1)
@@ -187,6 +196,45 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         """True when the primary database is SQLite (embedded mode)."""
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def signs_tokens(self) -> bool:
+        """True when this process issues access tokens (the auth service, or everything in one)."""
+        return self.service in ("all", "auth")
+
+    @property
+    def verifies_remotely(self) -> bool:
+        """True when EdDSA keys come from the auth service's JWKS rather than the key-set file."""
+        return self.jwt_algorithm == "EdDSA" and not self.signs_tokens and self.jwt_jwks_url is not None
+
+    def resolve_jwt_keys_file(self) -> Path:
+        """The EdDSA key-set file: ``jwt_keys_file``, or ``<data_dir>/jwt_keys.json`` in development.
+
+        Raises:
+            ConfigurationError: production mode without ``TASKHUB_JWT_KEYS_FILE``, or a configured file
+                that does not exist (it is made only in development, never silently in production).
+        """
+        if self.jwt_keys_file is not None:
+            if self.env == "production" and not self.jwt_keys_file.exists():
+                raise ConfigurationError(f"TASKHUB_JWT_KEYS_FILE {self.jwt_keys_file} does not exist")
+            return self.jwt_keys_file
+        if self.env == "production":
+            raise ConfigurationError(
+                "TASKHUB_JWT_ALGORITHM=EdDSA in production needs TASKHUB_JWT_KEYS_FILE "
+                "(or TASKHUB_JWT_JWKS_URL on a service other than auth)"
+            )
+        return self.data_dir / "jwt_keys.json"
+
+    def check_token_keys(self) -> None:
+        """Fail early when the configured access-token keys cannot be used.
+
+        Raises:
+            ConfigurationError: see :meth:`resolve_jwt_secret` and :meth:`resolve_jwt_keys_file`.
+        """
+        if self.jwt_algorithm != "EdDSA":
+            self.resolve_jwt_secret()
+        elif not self.verifies_remotely:
+            self.resolve_jwt_keys_file()
 
     def resolve_jwt_secret(self) -> str:
         """Return the JWT signing secret.

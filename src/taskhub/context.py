@@ -30,6 +30,7 @@ from taskhub.auth.cache import AuthCache, MemoryAuthCache, NullAuthCache, RedisA
 from taskhub.config import Settings
 from taskhub.core.cache import MemoryCache, NullCache, RedisCache, ResponseCache
 from taskhub.core.denylist import DatabaseOnlyDenylist, RedisDenylist, TokenDenylist
+from taskhub.core.keys import HmacKeys, KeyProvider, LocalKeySet, RemoteJwks
 from taskhub.core.network import client_ip
 from taskhub.core.ratelimit import RateLimiter
 from taskhub.core.security import PasswordHasher, TokenCodec
@@ -59,6 +60,8 @@ class AppContext:
     async def aclose(self) -> None:
         """Close pooled connections and clients."""
         await self.auth_cache.aclose()
+        if isinstance(self.tokens.keys, RemoteJwks):
+            await self.tokens.keys.aclose()
         await self.db.dispose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -71,7 +74,8 @@ def build_context(settings: Settings) -> AppContext:
     is created, and in development a JWT secret is generated into it when none is configured.
 
     Raises:
-        ConfigurationError: production mode without ``TASKHUB_JWT_SECRET``.
+        ConfigurationError: production mode without ``TASKHUB_JWT_SECRET`` (HMAC) or without the
+            key-set file (EdDSA, a signing service).
     """
     redis: Redis | None = None
     cache: ResponseCache
@@ -94,7 +98,7 @@ def build_context(settings: Settings) -> AppContext:
     return AppContext(
         settings=settings,
         tokens=TokenCodec(
-            secret=settings.resolve_jwt_secret(),
+            keys=token_keys(settings),
             algorithm=settings.jwt_algorithm,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
@@ -116,6 +120,24 @@ def build_context(settings: Settings) -> AppContext:
         auth_cache=auth_cache,
         redis=redis,
     )
+
+
+def token_keys(settings: Settings) -> KeyProvider:
+    """The access-token keys of this process (``docs/security.md``, "Access-token keys"): the HMAC
+    secret; or, for EdDSA, the JWKS of the auth service on a verify-only service with
+    ``TASKHUB_JWT_JWKS_URL``, else the key-set file (made in development when missing).
+
+    Raises:
+        ConfigurationError: see :meth:`Settings.check_token_keys`.
+    """
+    if settings.jwt_algorithm != "EdDSA":
+        return HmacKeys(settings.resolve_jwt_secret())
+    if settings.verifies_remotely:
+        assert settings.jwt_jwks_url is not None
+        return RemoteJwks(
+            settings.jwt_jwks_url, cache_ttl=settings.jwks_cache_ttl, refetch_interval=settings.jwks_refetch_interval
+        )
+    return LocalKeySet(settings.resolve_jwt_keys_file(), access_token_ttl=settings.access_token_ttl)
 
 
 def _auth_cache(settings: Settings, redis: Redis | None) -> AuthCache:

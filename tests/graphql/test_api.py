@@ -643,6 +643,7 @@ class TestSettings:
 
 
 class TestUnexpectedErrors:
+    @pytest.mark.in_process  # patches the service layer of the process that serves the request
     async def test_a_bug_is_a_bare_internal_error(
         self, client: httpx.AsyncClient, alice: H, monkeypatch: pytest.MonkeyPatch
     ) -> None:

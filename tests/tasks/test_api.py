@@ -296,6 +296,7 @@ class TestEvents:
 
 
 class TestUnitOfWork:
+    @pytest.mark.in_process  # patches the session of the process that serves the request
     async def test_commit_happens_before_the_response(
         self, app: FastAPI, api: Api, client: httpx.AsyncClient, alice: H, monkeypatch: pytest.MonkeyPatch
     ) -> None:

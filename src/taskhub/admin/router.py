@@ -1,4 +1,6 @@
-"""``/admin``: every user and every task (role ``admin``; others get 403)."""
+"""``/admin/users``: every user (role ``admin``; others get 403). Part of the users service
+(``docs/architecture.md``, "Services"); ``/admin/tasks`` belongs to the tasks service
+(``tasks/admin_router.py``)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,6 @@ from taskhub.core.openapi import problem_responses
 from taskhub.core.pagination import PageParamsDep
 from taskhub.core.responses import model_response
 from taskhub.core.validators import PlainText
-from taskhub.tasks import service as task_service
-from taskhub.tasks.dependencies import TaskQueryDep
-from taskhub.tasks.schemas import TaskPage
 from taskhub.users import service as user_service
 from taskhub.users.schemas import UserPage, UserRead
 
@@ -52,16 +51,3 @@ async def delete_user(user_id: uuid.UUID, admin: AdminUser, session: WriteSessio
     target = await user_service.get_user(session, user_id)
     await user_service.admin_delete(session, admin, target, auth_cache=ctx.auth_cache)
     return Response(status_code=204)
-
-
-@router.get("/tasks", response_model=TaskPage)
-async def list_all_tasks(
-    query: TaskQueryDep,
-    paging: PageParamsDep,
-    admin: AdminUser,
-    session: ReadSession,
-    owner_id: Annotated[uuid.UUID | None, Query(description="Only this user's tasks")] = None,
-) -> Response:
-    """Every user's tasks: the same query as ``/tasks`` plus ``owner_id``."""
-    query = query.model_copy(update={"owner_id": owner_id})
-    return Response(await task_service.list_page(session, query, paging, owner_id=None), media_type="application/json")

@@ -188,7 +188,7 @@ async def authenticate(
         Unauthorized: bad signature/claims, expired, denied ``jti``, unknown or inactive user, or
             issued before the user's ``tokens_valid_after``.
     """
-    claims = tokens.decode(token)
+    claims = await tokens.verify(token)
     known = await cache.lookup(claims.jti, claims.sub)  # before the read: see auth.cache
     if known.revoked:
         raise Unauthorized("The access token has been revoked.")

@@ -18,11 +18,13 @@ Statuses that only a domain knows (404, 409, 412, 304, 403 ...) are declared by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
+from starlette.routing import BaseRoute
 
 from taskhub.core.errors import PROBLEM_JSON
 
@@ -171,8 +173,9 @@ def complete(document: dict[str, Any], *, api_prefix: str) -> dict[str, Any]:
     return document
 
 
-def install_openapi(app: FastAPI, *, api_prefix: str) -> None:
-    """Make ``app.openapi()`` (and ``/openapi.json``) return the completed document, built once."""
+def install_openapi(app: FastAPI, *, api_prefix: str, routes: Sequence[BaseRoute] | None = None) -> None:
+    """Make ``app.openapi()`` (and ``/openapi.json``) return the completed document, built once,
+    of ``routes`` (default: the app's own; a split service passes the whole API's)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -181,7 +184,7 @@ def install_openapi(app: FastAPI, *, api_prefix: str) -> None:
                 version=app.version,
                 openapi_version=app.openapi_version,
                 description=app.description,
-                routes=app.routes,
+                routes=list(routes) if routes is not None else app.routes,
                 tags=app.openapi_tags,
                 servers=app.servers,
             )

@@ -4,8 +4,9 @@ Rules and their sources:
 - argon2id with OWASP's minimum cost (Password Storage Cheat Sheet) unless configured higher;
 - passwords of 8..128 characters, no composition rules, rejected when common
   (NIST SP 800-63B section 5.1.1.2);
-- only the configured HMAC algorithm is accepted when decoding (RFC 8725 section 3.1: no ``none``,
-  no algorithm switching); ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` and ``jti`` are required.
+- only the configured algorithm is accepted when decoding (RFC 8725 section 3.1: no ``none``,
+  no algorithm switching): HS256/384/512 with one secret, or EdDSA (Ed25519) with a ``kid`` naming
+  the key (``core/keys``); ``iss``, ``aud``, ``exp``, ``iat``, ``sub`` and ``jti`` are required.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from taskhub.core.errors import Unauthorized
+from taskhub.core.keys import EDDSA as EDDSA_ALGORITHM
+from taskhub.core.keys import HmacKeys, KeyProvider, UnknownKey
 
 if TYPE_CHECKING:
     from taskhub.config import Settings
@@ -137,19 +140,38 @@ _CACHE_SIZE = 10_000
 
 
 class TokenCodec:
-    """Issues and verifies JWT access tokens with one configured HMAC algorithm.
+    """Issues and verifies JWT access tokens with one configured algorithm.
+
+    Args:
+        keys: where the signing key and the verification keys come from (``core/keys``); a plain
+            ``secret`` is shorthand for :class:`~taskhub.core.keys.HmacKeys`.
+        algorithm: the one algorithm written and accepted (``HS256``/``HS384``/``HS512``/``EdDSA``).
 
     Raises:
-        Unauthorized: from :meth:`decode` for any invalid, expired or malformed token.
+        Unauthorized: from :meth:`decode`/:meth:`verify` for any invalid, expired or malformed token,
+            a token of another algorithm, or one whose ``kid`` names no live key.
     """
 
-    def __init__(self, *, secret: str, algorithm: str, issuer: str, audience: str, ttl: int) -> None:
-        self._secret = secret
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        issuer: str,
+        audience: str,
+        ttl: int,
+        secret: str | None = None,
+        keys: KeyProvider | None = None,
+    ) -> None:
+        if keys is None:
+            if secret is None:
+                raise ValueError("TokenCodec needs a secret or a key provider")
+            keys = HmacKeys(secret)
+        self.keys = keys
         self._algorithm = algorithm
         self._issuer = issuer
         self._audience = audience
         self.ttl = ttl
-        self._verified: dict[str, AccessClaims] = {}
+        self._verified: dict[str, tuple[AccessClaims, str | None]] = {}
 
     def encode(
         self, *, user_id: uuid.UUID, role: str, session_id: uuid.UUID | None = None, now: float | None = None
@@ -157,7 +179,11 @@ class TokenCodec:
         """Return ``(token, claims)`` for a new access token valid ``ttl`` seconds.
 
         ``iat`` carries milliseconds (RFC 7519 NumericDate may be non-integer), so a token issued
-        right after a password change is not mistaken for one issued before it.
+        right after a password change is not mistaken for one issued before it. With asymmetric keys
+        the header names the signing key's ``kid``.
+
+        Raises:
+            KeysUnavailable: this process only verifies (a service other than auth, in split mode).
         """
         issued = math.floor((now if now is not None else time.time()) * 1000) / 1000
         claims = AccessClaims(
@@ -174,38 +200,75 @@ class TokenCodec:
         }
         if session_id is not None:
             payload["sid"] = str(session_id)
-        return jwt.encode(payload, self._secret, algorithm=self._algorithm), claims
+        kid, key = self.keys.signing_key()
+        headers = {"kid": kid} if kid is not None else None
+        return jwt.encode(payload, key, algorithm=self._algorithm, headers=headers), claims
 
     def decode(self, token: str) -> AccessClaims:
-        """Verify signature, algorithm, ``iss``, ``aud`` and ``exp``; return the claims.
+        """Verify signature, algorithm, ``kid``, ``iss``, ``aud`` and ``exp``; return the claims.
 
         Verified claims are memoized by the exact token string (signature included, so a forged
-        token can never hit) for up to ``_CACHE_SIZE`` tokens; ``exp`` is re-checked on every hit.
-        Revocation is not decided here (see ``auth.service.authenticate``).
+        token can never hit) for up to ``_CACHE_SIZE`` tokens; ``exp`` and the key's being still live
+        (not retired) are re-checked on every hit. Revocation is not decided here (see
+        ``auth.service.authenticate``). Keys are only those already known: :meth:`verify` may fetch.
+
+        Raises:
+            Unauthorized: see the class.
         """
+        try:
+            return self._decode_known(token)
+        except UnknownKey as exc:
+            raise Unauthorized("The access token is invalid.") from exc
+
+    async def verify(self, token: str) -> AccessClaims:
+        """:meth:`decode`, after refreshing stale remote keys; a ``kid`` not known yet triggers one
+        bounded JWKS refetch (``core/keys.RemoteJwks.refresh_unknown``) and a second try.
+
+        Raises:
+            Unauthorized: see the class.
+        """
+        await self.keys.ensure_fresh()
+        try:
+            return self._decode_known(token)
+        except UnknownKey as exc:
+            if await self.keys.refresh_unknown(exc.kid):
+                return self.decode(token)
+            raise Unauthorized("The access token is invalid.") from exc
+
+    def _decode_known(self, token: str) -> AccessClaims:
         cached = self._verified.get(token)
         if cached is not None:
-            if cached.exp > time.time():
-                return cached
+            claims, kid = cached
+            if kid is not None:
+                self.keys.verification_key(kid)  # raises UnknownKey once the key is retired
+            if claims.exp > time.time():
+                return claims
             self._verified.pop(token, None)
             raise Unauthorized("The access token has expired.")
-        claims = self._decode(token)
+        claims, kid = self._decode(token)
         if len(self._verified) >= _CACHE_SIZE:
             self._verified.pop(next(iter(self._verified)))
-        self._verified[token] = claims
+        self._verified[token] = (claims, kid)
         return claims
 
-    def _decode(self, token: str) -> AccessClaims:
+    def _decode(self, token: str) -> tuple[AccessClaims, str | None]:
         try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") != self._algorithm:
+                raise jwt.InvalidAlgorithmError("the token's algorithm is not the configured one")
+            kid = header.get("kid")
+            if kid is not None and not isinstance(kid, str):
+                raise jwt.InvalidTokenError("kid must be a string")
+            key = self.keys.verification_key(kid)
             payload = jwt.decode(
                 token,
-                self._secret,
+                key,
                 algorithms=[self._algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": ["sub", "role", "jti", "iat", "exp", "iss", "aud"]},
             )
-            return AccessClaims(
+            claims = AccessClaims(
                 sub=uuid.UUID(str(payload["sub"])),
                 role=str(payload["role"]),
                 jti=str(payload["jti"]),
@@ -213,6 +276,7 @@ class TokenCodec:
                 exp=int(payload["exp"]),
                 sid=uuid.UUID(str(payload["sid"])) if "sid" in payload else None,
             )
+            return claims, kid if self._algorithm == EDDSA_ALGORITHM else None
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("The access token has expired.") from exc
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
