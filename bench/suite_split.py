@@ -28,6 +28,8 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +180,40 @@ def run(opts: Options) -> tuple[str, dict[str, Any]]:
             for index, proc in enumerate(procs)
             if _relay_leader(proc.url)
         ]
-    return _report(topologies, opts, leaders)
+    return _report(topologies, opts, leaders, _verification_cost(keys_file))
+
+
+def _verification_cost(keys_file: Path, tokens: int = 2000) -> dict[str, float]:
+    """Milliseconds of one access-token verification in this process (``TokenCodec.decode``: signature,
+    claims, memo), best of 3 passes over ``tokens`` distinct tokens: EdDSA and HS256 on a fresh codec (every
+    token new to it, as the first request of a token at each instance), and EdDSA again on the same codec
+    (memoized, as every later request of that token at that instance)."""
+    defaults = Settings(data_dir=Path("/tmp"))
+
+    def codec(algorithm: str) -> TokenCodec:
+        keys = LocalKeySet(keys_file, access_token_ttl=900) if algorithm == "EdDSA" else None
+        return TokenCodec(algorithm=algorithm, issuer=defaults.jwt_issuer, audience=defaults.jwt_audience,
+                          ttl=900, keys=keys, secret=None if keys else "bench-" + "s" * 40)  # fmt: skip
+
+    def per_token(make: Callable[[], TokenCodec], algorithm: str, *, fresh: bool) -> float:
+        signer = codec(algorithm)
+        batch = [signer.encode(user_id=uuid.uuid4(), role="user")[0] for _ in range(tokens)]
+        verifier = make()
+        best = float("inf")
+        for _ in range(3):
+            verifier = make() if fresh else verifier
+            started = time.perf_counter()
+            for token in batch:
+                verifier.decode(token)
+            best = min(best, (time.perf_counter() - started) * 1000 / tokens)
+        return best
+
+    eddsa = codec("EdDSA")
+    return {
+        "EdDSA, first use": per_token(lambda: codec("EdDSA"), "EdDSA", fresh=True),
+        "HS256, first use": per_token(lambda: codec("HS256"), "HS256", fresh=True),
+        "EdDSA, memoized": per_token(lambda: eddsa, "EdDSA", fresh=False),
+    }
 
 
 def _relay_leader(url: str) -> bool:
@@ -188,7 +223,9 @@ def _relay_leader(url: str) -> bool:
     return bool(ready["checks"]["broker"].get("relay_leader"))
 
 
-def _report(topologies: list[Topology], opts: Options, leaders: list[str]) -> tuple[str, dict[str, Any]]:
+def _report(
+    topologies: list[Topology], opts: Options, leaders: list[str], verification: dict[str, float]
+) -> tuple[str, dict[str, Any]]:
     rows = []
     totals: dict[str, float] = {}
     for t in topologies:
@@ -217,8 +254,12 @@ def _report(topologies: list[Topology], opts: Options, leaders: list[str]) -> tu
         + ", ".join(f"{r.load1:.1f}" for t in topologies for r in t.result.runs)
         + "; at the end: "
         + " / ".join(f"{x:.1f}" for x in os.getloadavg())
-        + ". `bench/suite_split.py`.\n"
+        + ". `bench/suite_split.py`.\n\n"
+        "One access-token verification in one process (`TokenCodec.decode`, best of 3 passes over 2,000 tokens): "
+        + ", ".join(f"{name} {ms:.3f} ms" for name, ms in verification.items())
+        + ".\n"
     )
-    raw = {t.name: {"result": t.result.to_dict(), "cpu_ms_per_req": t.median_cpu(), "cpu_runs": t.cpu}
-           for t in topologies}  # fmt: skip
+    raw: dict[str, Any] = {t.name: {"result": t.result.to_dict(), "cpu_ms_per_req": t.median_cpu(),
+                                    "cpu_runs": t.cpu} for t in topologies}  # fmt: skip
+    raw["token verification ms"] = verification
     return body, raw
