@@ -15,8 +15,9 @@ processes, and their user ids (hence their Redis keys) differ:
 
 Runs alternate between the topologies (round 1: A, B, C; round 2: A, B, C; ...) so that the machine's
 other load falls on all of them alike; medians over the rounds are reported. CPU per request is the
-user + system time of each process (and its children) from ``/proc/<pid>/stat`` over one run, divided by
-the requests wrk counted; PostgreSQL is every backend connected to the topology's database (the idle
+user + system time of each process (and its children) from ``/proc/<pid>/stat`` from just before a run
+until the outbox is empty after it (the writes' events are handled after their commit, and a saturated
+process defers them past the end of wrk), divided by the requests wrk counted; PostgreSQL is every backend connected to the topology's database (the idle
 topology's backends are not counted). Redis (the machine's, shared) is not counted.
 """
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from tests.servers import serve
 from tests.split_topology import SHAPE, start_gateway, start_split
@@ -63,6 +65,8 @@ class Topology:
     groups: dict[str, Callable[[], list[int]]]
     result: Result = field(init=False)
     cpu: dict[str, list[float]] = field(default_factory=dict)
+    backlog: list[int] = field(default_factory=list)  # unsent outbox events when wrk stopped, per run
+    drain_s: list[float] = field(default_factory=list)  # seconds until the outbox was empty after wrk
 
     def __post_init__(self) -> None:
         self.result = Result(self.name, 0)
@@ -109,6 +113,26 @@ def _seeded(kind: str, keys_file: Path, opts: Options) -> tuple[str, Path]:
     return database_url, users_file
 
 
+async def _unsent(database_url: str) -> int:
+    """Outbox events not yet delivered (``events.relay.backlog``'s count)."""
+    conn = await asyncpg.connect(seed.asyncpg_dsn(database_url))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))
+    finally:
+        await conn.close()
+
+
+def _drain(database_url: str, timeout: float = 120.0) -> float:
+    """Seconds until the outbox has no unsent event (polled every 0.2 s). Raises: RuntimeError after
+    ``timeout`` seconds (the relay is stuck: the CPU figures would be wrong)."""
+    started = time.monotonic()
+    while asyncio.run(_unsent(database_url)):
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"the outbox of {database_url} did not drain within {timeout:g} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def _run_once(topology: Topology, opts: Options) -> None:
     """One wrk run of ``mixed`` against ``topology``; appends the run and each group's CPU ms/req."""
     groups = {name: pids() for name, pids in topology.groups.items()}
@@ -117,6 +141,11 @@ def _run_once(topology: Topology, opts: Options) -> None:
     load = os.getloadavg()[0]
     run = run_wrk(topology.url, "mixed", topology.users_file, connections=opts.connections, seconds=opts.duration)
     run.load1 = load
+    # The writes' events are handled by the relay leader after their commit: a saturated process
+    # defers them past the end of wrk. Waiting for an empty outbox before reading the CPU counts
+    # that work in the run that caused it, for every topology alike.
+    topology.backlog.append(asyncio.run(_unsent(topology.database_url)))
+    topology.drain_s.append(_drain(topology.database_url))
     # backends (and nginx workers) that appeared during the run count from zero
     groups["PostgreSQL"] = sorted(set(groups["PostgreSQL"]) | set(asyncio.run(_backend_pids(topology.database_url))))
     for name, current in topology.groups.items():
@@ -128,7 +157,8 @@ def _run_once(topology: Topology, opts: Options) -> None:
     topology.result.runs.append(run)
     console.log(
         f"  {topology.name}: {run.rps:,.0f} req/s p50 {run.p50_ms:.1f} p95 {run.p95_ms:.1f} ms, codes {run.codes}, "
-        f"load {load:.1f}; CPU ms/req " + ", ".join(f"{name} {values[-1]:.2f}" for name, values in topology.cpu.items())
+        f"load {load:.1f}, outbox {topology.backlog[-1]} unsent at the end, drained in {topology.drain_s[-1]:.1f} s; "
+        "CPU ms/req " + ", ".join(f"{name} {values[-1]:.2f}" for name, values in topology.cpu.items())
     )
 
 
@@ -234,9 +264,10 @@ def _report(
         rows.append([
             t.name, f"{t.result.rps:,.0f}", f"{t.result.p50:.1f}", f"{t.result.p95:.1f}",
             *(f"{cpu[c]:.2f}" if c in cpu else "-" for c in COLUMNS), f"{totals[t.name]:.2f}", t.result.non2xx,
+            " / ".join(str(b) for b in t.backlog), " / ".join(f"{d:.1f}" for d in t.drain_s),
         ])  # fmt: skip
     head = ["topology", "req/s", "p50 ms", "p95 ms", *(f"{c} CPU ms/req" for c in COLUMNS), "total CPU ms/req",
-            "non-2xx"]  # fmt: skip
+            "non-2xx", "outbox unsent at wrk's end (per run)", "drain s (per run)"]  # fmt: skip
     body = table(head, rows)
     mono, via, split = topologies
     body += (
@@ -248,7 +279,8 @@ def _report(
         f"`mixed` (50% list, 30% get, 10% create, 10% update, all under `/api/v1/tasks`), {opts.connections} "
         f"connections, {opts.duration:g} s x {opts.repeats} rounds, topologies alternating within each round "
         f"(medians), {opts.users} users x {opts.tasks_per_user} tasks, EdDSA tokens, 2 shared cores. CPU = user + "
-        "system time of each process group per request answered; `tasks` is both instances together; "
+        "system time of each process group per request answered, from before wrk starts until the outbox is "
+        "empty after it stops (so the writes' event handling is counted); `tasks` is both instances together; "
         "PostgreSQL is every backend of the topology's database; Redis (shared) not counted. 1-minute load average "
         "before each run: "
         + ", ".join(f"{r.load1:.1f}" for t in topologies for r in t.result.runs)
@@ -261,5 +293,7 @@ def _report(
     )
     raw: dict[str, Any] = {t.name: {"result": t.result.to_dict(), "cpu_ms_per_req": t.median_cpu(),
                                     "cpu_runs": t.cpu} for t in topologies}  # fmt: skip
+    for t in topologies:
+        raw[t.name].update(outbox_unsent_at_end=t.backlog, drain_s=t.drain_s)
     raw["token verification ms"] = verification
     return body, raw
