@@ -17,8 +17,9 @@ Runs alternate between the topologies (round 1: A, B, C; round 2: A, B, C; ...) 
 other load falls on all of them alike; medians over the rounds are reported. CPU per request is the
 user + system time of each process (and its children) from ``/proc/<pid>/stat`` from just before a run
 until the outbox is empty after it (the writes' events are handled after their commit, and a saturated
-process defers them past the end of wrk), divided by the requests wrk counted; PostgreSQL is every backend connected to the topology's database (the idle
-topology's backends are not counted). Redis (the machine's, shared) is not counted.
+process defers them past the end of wrk), divided by the requests wrk counted; PostgreSQL is every
+backend connected to the topology's database (the idle topology's backends are not counted). Redis (the
+machine's, shared) is not counted.
 """
 
 from __future__ import annotations
