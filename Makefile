@@ -83,10 +83,12 @@ clean:
 # The production topology as native processes (deploy/fleet/fleet.py): nginx in front of 3 API
 # instances, 2 workers, the relay, the PostgreSQL cluster above, the machine's Redis and RabbitMQ,
 # Prometheus. Prints the gateway's URL once it answers. Settings: TASKHUB_FLEET_* (docs/operations.md).
+# `make fleet SPLIT=1`: the split topology instead (gateway, auth x1, users x1, tasks x2,
+# notifications x1, workers, relay); `make fleet-down` stops either.
 FLEET := python3 deploy/fleet/fleet.py
 
 fleet: install
-	@$(FLEET) up
+	@$(if $(SPLIT),TASKHUB_FLEET_SPLIT=$(SPLIT)) $(FLEET) up
 
 fleet-down:
 	@$(FLEET) down
