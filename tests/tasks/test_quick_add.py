@@ -180,6 +180,13 @@ class TestParse:
         many = await parse(client, h, " ".join(f"#t{i}" for i in range(22)))
         assert (many["tags"], many["title"]) == ([f"t{i}" for i in range(20)], "#t20 #t21")
 
+    async def test_dates_at_the_ends_of_the_calendar(self, api: Api, client: httpx.AsyncClient, now: Any) -> None:
+        h = await user_in(api, "end@x.io", "Pacific/Pago_Pago")  # UTC-11: 9999-12-31 23:00 there is year 10000 in UTC
+        body = await parse(client, h, "party dec 31 9999 11pm")
+        assert (body["title"], due(body)) == ("party dec 31 9999 11pm", (None, False, None))
+        last = await parse(client, h, "party 9999-12-30")
+        assert (last["title"], due(last)) == ("party", ("9999-12-31T10:59:59.999999Z", True, "9999-12-30"))
+
     async def test_offsets_count_code_points(self, api: Api, client: httpx.AsyncClient, now: Any) -> None:
         h = await api.user("cp@x.io")
         body = await parse(client, h, "😀 Café tomorrow #ünï")

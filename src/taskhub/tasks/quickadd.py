@@ -102,7 +102,10 @@ def _due_phrase(text: str, taken: list[_Span], time_zone: str, now: datetime) ->
             if FIRST_DAY <= day <= LAST_DAY:
                 return span, day
         elif period in _TIME_PERIODS:
-            return span, when.replace(tzinfo=zone(time_zone)).astimezone(UTC)
+            try:
+                return span, when.replace(tzinfo=zone(time_zone)).astimezone(UTC)
+            except OverflowError:  # a time in year 1 or 9999 whose UTC instant leaves the calendar
+                continue
     return None
 
 
