@@ -20,11 +20,16 @@ wall-clock time that a DST change skips or repeats resolves like ``fold=0`` (the
 the change); relative hours ("in 3 hours") count wall-clock hours.
 
 The clock is :func:`clock`, looked up on each call, so that tests can fix "now".
+
+Parsing is CPU work (1-5 ms; the first call of a process loads dateparser's language data, about
+half a second): the endpoint runs it in the thread pool, one call at a time per process
+(dateparser's search keeps module-level state and does not say it is thread-safe).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -55,7 +60,8 @@ _DATE_SIGNAL = re.compile(
     |\d(?:am|pm|a\.m\.|p\.m\.)|\d\s(?:am|pm|a\.m\.|p\.m\.)|\d:\d\d|\d{4}-\d\d-\d\d|\d[./]\d""",
     re.I | re.X | re.ASCII,
 )
-_REFUSED_PHRASES = frozenset({"now"})  # "Call mom now" is a title, not a due date
+_REFUSED_PHRASES = frozenset({"now"})
+_DATEPARSER = threading.Lock()  # "Call mom now" is a title, not a due date
 
 
 def clock() -> datetime:
@@ -160,7 +166,8 @@ def parse(text: str, time_zone: str, now: datetime) -> QuickAddResult:
         taken.append(_Span(match.start(), match.end()))
     due_date: datetime | None = None
     due_on: date | None = None
-    found = _due_phrase(text, taken, time_zone, now)
+    with _DATEPARSER:
+        found = _due_phrase(text, taken, time_zone, now)
     if found is not None:
         span, when = found
         if isinstance(when, datetime):
