@@ -60,8 +60,8 @@ _DATE_SIGNAL = re.compile(
     |\d(?:am|pm|a\.m\.|p\.m\.)|\d\s(?:am|pm|a\.m\.|p\.m\.)|\d:\d\d|\d{4}-\d\d-\d\d|\d[./]\d""",
     re.I | re.X | re.ASCII,
 )
-_REFUSED_PHRASES = frozenset({"now"})
-_DATEPARSER = threading.Lock()  # "Call mom now" is a title, not a due date
+_REFUSED_PHRASES = frozenset({"now"})  # "Call mom now" is a title, not a due date
+_DATEPARSER = threading.Lock()
 
 
 def clock() -> datetime:

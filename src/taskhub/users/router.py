@@ -20,7 +20,13 @@ async def read_me(user: CurrentUser) -> Response:
     return model_response(UserRead.model_validate(user))
 
 
-@router.patch("/me", response_model=UserRead, responses=problem_responses(409))
+@router.patch(
+    "/me",
+    response_model=UserRead,
+    responses=problem_responses(
+        409, 412, descriptions={412: "A task that the new time zone moves was changed at the same time; retry"}
+    ),
+)
 async def update_me(body: UserUpdate, user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
     """Change name, email (needs ``current_password``) and/or ``time_zone`` (IANA name; the
     caller's all-day tasks move to the end of their day in the new zone, in the same transaction)."""
