@@ -5,15 +5,18 @@ those tasks in the same transaction."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import PASSWORD, Api
+from tests.conftest import PASSWORD, Api, Backend
 from tests.helpers import outbox_events
 
 pytestmark = pytest.mark.asyncio
@@ -296,3 +299,36 @@ class TestTimeZoneChange:
         assert r.json()["errors"][0]["loc"] == ["body", "time_zone"]
         got = (await client.get(f"/api/v1/tasks/{task['id']}", headers=h)).json()
         assert (got["due_date"], got["version"]) == ("2026-12-24T22:59:59.999999Z", 1)
+
+
+@pytest.mark.postgres_only
+async def test_a_date_waits_for_a_concurrent_time_zone_change(
+    api: Api, client: httpx.AsyncClient, backend: Backend
+) -> None:
+    """A task created with a date while the owner's time-zone change is uncommitted waits for it
+    and gets the new zone's end of day (the request's authenticated user still says the old zone:
+    without the share lock the task would keep it and the change would never move it)."""
+    h = await user_in(api, "race@x.io", "Europe/Berlin")
+    user_id = uuid.UUID((await client.get("/api/v1/users/me", headers=h)).json()["id"])
+    conn = await asyncpg.connect(backend.direct_url.replace("+asyncpg", ""))
+    try:
+        change = conn.transaction()
+        await change.start()
+        await conn.execute("UPDATE users SET time_zone = 'Asia/Tokyo' WHERE id = $1", user_id)
+        create = asyncio.create_task(
+            client.post("/api/v1/tasks", json={"title": "t", "due_date": "2026-12-24"}, headers=h)
+        )
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        for _ in range(600):  # until the create waits on the user's row lock (or has finished: a failure below)
+            if await conn.fetchval(waiting) or create.done():
+                break
+            await asyncio.sleep(0.05)
+        assert not create.done()
+        await change.commit()
+        r = await create
+    finally:
+        await conn.close()
+    assert r.status_code == 201, r.text
+    assert (r.json()["due_date"], r.json()["due_on"]) == ("2026-12-24T14:59:59.999999Z", "2026-12-24")

@@ -30,6 +30,7 @@ from taskhub.tasks import repository as task_repo
 from taskhub.tasks.errors import TaskNotFound, VersionMismatch
 from taskhub.tasks.models import PRIORITY_RANK, Task
 from taskhub.tasks.schemas import TaskCreate, TaskQuery, TaskRead, TaskStats
+from taskhub.users import repository as user_repo
 from taskhub.users.models import User
 
 
@@ -73,11 +74,22 @@ def due_columns(due: datetime | date | None, time_zone: str) -> dict[str, Any]:
     return {"due_date": end_of_day(due, time_zone), "all_day": True, "due_on": due}
 
 
-def _with_due_columns(values: dict[str, Any], time_zone: str) -> dict[str, Any]:
+async def _owner_time_zone(session: AsyncSession, actor: User, due: object) -> str:
+    """The zone an all-day ``due`` is read in: the owner's, read in this unit of work with a share
+    lock, because ``actor`` (from authentication, maybe from its cache) can predate a concurrent
+    time-zone change, whose moving of the all-day tasks (``move_all_day``) would then miss this
+    one. Timed and absent due dates need no zone (and no extra statement)."""
+    if not isinstance(due, date) or isinstance(due, datetime):
+        return actor.time_zone
+    return await user_repo.time_zone_for_share(session, actor.id) or actor.time_zone
+
+
+async def _with_due_columns(session: AsyncSession, actor: User, values: dict[str, Any]) -> dict[str, Any]:
     if "due_date" not in values:
         return values
     values = dict(values)
-    values.update(due_columns(values.pop("due_date"), time_zone))
+    due = values.pop("due_date")
+    values.update(due_columns(due, await _owner_time_zone(session, actor, due)))
     return values
 
 
@@ -105,6 +117,7 @@ async def create(
         IdempotencyKeyInFlight: a concurrent request with the same key is still running (409).
     """
     now = utcnow()
+    time_zone = await _owner_time_zone(session, actor, data.due_date)
     claim: idempotency.Claim | None = None
     if idempotency_key is not None:
         claim = await idempotency.claim(session, actor.id, idempotency_key, data, ttl=idempotency_ttl, now=now)
@@ -119,7 +132,7 @@ async def create(
         "status": data.status,
         "priority": data.priority,
         "priority_rank": PRIORITY_RANK[data.priority],
-        **due_columns(data.due_date, actor.time_zone),
+        **due_columns(data.due_date, time_zone),
         "tags": data.tags,
         "completed_at": now if data.status == "done" else None,
         "created_at": now,
@@ -189,7 +202,7 @@ async def update(
         VersionMismatch: ``if_match`` is stale or a concurrent write won (412).
     """
     _check_if_match(task, if_match)
-    return await _apply(session, task, _with_due_columns(changes, actor.time_zone), cache=cache)
+    return await _apply(session, task, await _with_due_columns(session, actor, changes), cache=cache)
 
 
 async def replace(
@@ -203,7 +216,7 @@ async def replace(
 ) -> Task:
     """Replace every editable field (omitted ones get their defaults). Raises: VersionMismatch."""
     _check_if_match(task, if_match)
-    return await _apply(session, task, _with_due_columns(data.model_dump(), actor.time_zone), cache=cache)
+    return await _apply(session, task, await _with_due_columns(session, actor, data.model_dump()), cache=cache)
 
 
 async def delete(
