@@ -44,6 +44,8 @@ def day_start(day: date, zone: str) -> datetime:
 
 
 class TestCreateAndRead:
+    # Calendar arithmetic: the same on every database (storage is covered by every other test here).
+    @pytest.mark.sqlite_only
     @pytest.mark.parametrize(
         ("zone", "day", "due_date"),
         [
@@ -83,6 +85,7 @@ class TestCreateAndRead:
         none = await api.task(h)
         assert (none["due_date"], none["all_day"], none["due_on"]) == (None, False, None)
 
+    @pytest.mark.sqlite_only  # validation, before any database work
     @pytest.mark.parametrize(
         ("due_date", "error_type"),
         [

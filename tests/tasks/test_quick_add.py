@@ -1,5 +1,8 @@
 """``POST /tasks/parse`` (docs/api.md "Quick add"): real phrases read by dateparser in the user's
-time zone, with "now" fixed through ``taskhub.tasks.quickadd.clock`` (the one clock it reads)."""
+time zone, with "now" fixed through ``taskhub.tasks.quickadd.clock`` (the one clock it reads).
+
+Parsing reads no table but the caller's account: SQLite alone (``sqlite_only``); storing what it
+returns is tested on every backend in ``test_all_day.py``."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from taskhub.tasks import quickadd
 from tests.conftest import PASSWORD, Api, client_for
 from tests.helpers import outbox_events
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.sqlite_only]
 
 H = dict[str, str]
 # Friday 2026-12-04, 13:00 in Berlin
