@@ -38,6 +38,8 @@ $(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 install: $(BIN)/.installed
 install-runtime: $(BIN)/.installed-runtime
 
+# The runtime lock is resolved within the dev lock (-c), so that both pin the same versions
+# (tests/test_lock.py): a dev tool's bound (botocore's on python-dateutil) holds for both.
 lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
 	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock

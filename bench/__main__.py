@@ -2,12 +2,17 @@
 
 Suites: the default (floor, scenarios on PostgreSQL and SQLite, cache and access-log variants,
 overload), ``--growth`` (1k/100k/1M tasks, EXPLAIN, keyset vs offset), ``--stacks`` (serving stack,
-workers and pool sizes), ``--profile`` (py-spy on list, get, create). ``--quick`` is a CI smoke test.
+workers and pool sizes), ``--profile`` (py-spy on list, get, create), ``--events`` (event pipeline:
+relay -> RabbitMQ -> worker throughput, commit-to-handler and commit-to-SSE latency, cost of the outbox
+on create), ``--replicas``
+(replica-read share under mixed on a PostgreSQL HA cluster of its own), ``--topologies`` (one server
+vs PgBouncer vs two shards, per request). ``--quick`` is a CI smoke test.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,11 +38,24 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
     p.add_argument("--stack", default="uvicorn", choices=["uvicorn", "uvicorn-stock", "granian"])
     p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test",
                    help="an existing database; bench databases are created next to it")
+    p.add_argument("--redis-url", default=os.environ.get("TASKHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                   help="Redis for the Redis-backed runs (default $TASKHUB_TEST_REDIS_URL, else DB 0); "
+                        "use a database number of your own on a shared Redis")
     p.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     p.add_argument("--growth", action="store_true", help="run the growth suite (PostgreSQL, up to 1M tasks)")
     p.add_argument("--growth-sizes", default="1000,100000,1000000")
     p.add_argument("--stacks", action="store_true", help="compare serving stacks, workers, pool sizes")
     p.add_argument("--profile", action="store_true", help="py-spy profiles of list, get and create")
+    p.add_argument("--events", action="store_true",
+                   help="event pipeline (issue 11): relay -> RabbitMQ -> worker events/s, commit-to-handler and "
+                        "commit-to-SSE latency under mixed, cost of the outbox on create (needs RabbitMQ, "
+                        "$BENCH_AMQP_URL or amqp://guest:guest@127.0.0.1:5672/, and Redis)")
+    p.add_argument("--replicas", action="store_true",
+                   help="replica-read share under mixed (issue 14): starts a PostgreSQL HA cluster of its own "
+                        "(deploy/pg-cluster: etcd, Patroni, HAProxy) on free ports, stops it afterwards")
+    p.add_argument("--topologies", action="store_true",
+                   help="single-client cost per request: one PostgreSQL server vs PgBouncer vs two shards "
+                        "(bench/topologies.py)")
     p.add_argument("--ab", metavar="REF", help="A/B: git revision REF's src against the working tree")
     p.add_argument("--ab-cache-ttl", default="300", help="TASKHUB_CACHE_TTL for the A/B servers")
     p.add_argument("--ab-scenarios", default="list,list-filtered,get,create,update,mixed")
@@ -60,6 +78,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
         out=a.out or (HERE / "out" / "quick.md" if q else HERE / "RESULTS.md"),
         growth_sizes=[int(x) for x in a.growth_sizes.split(",")] if not q else [200, 2000],
         workdir=HERE / "out",
+        redis_url=a.redis_url,
     )
     opts.workdir.mkdir(parents=True, exist_ok=True)
     if q:
@@ -84,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     write_section(opts.out, "environment", "## Machine and versions\n\n" + table(
         ["", ""], env.items()) + "\n")
     selected = [s for s, on in (("growth", a.growth), ("stacks", a.stacks), ("profile", a.profile),
-                                ("ab", bool(a.ab))) if on]
+                                ("ab", bool(a.ab)), ("events", a.events),
+                                ("replicas", a.replicas), ("topologies", a.topologies)) if on]
     suites = (["main", "growth", "stacks", "profile"] if a.all else selected) or ["main"]
     if opts.quick and not selected and not a.all:
         suites = ["main"]
@@ -119,6 +139,29 @@ def run_suites(a: argparse.Namespace, opts: Options, suites: list[str]) -> None:
 
             body, raw = suite_stacks.run(opts)
             title = "## Serving stack, workers and pool size"
+        elif suite == "events":
+            from bench import suite_events
+
+            body, raw = suite_events.run(opts)
+            title = "## Events: outbox -> relay -> RabbitMQ -> worker, live streams (issue 11)"
+        elif suite == "replicas":
+            from bench import suite_replicas
+
+            body, raw = suite_replicas.run(opts)
+            title = "## Replica-read share under `mixed` (PostgreSQL cluster, issue 14)"
+        elif suite == "topologies":
+            import asyncio
+
+            from bench import topologies
+
+            rounds = 1 if opts.quick else 3
+            requests = 20 if opts.quick else 100
+            body = asyncio.run(topologies.main(opts.pg_url, requests, rounds))
+            body = (f"Single client, in-process (no HTTP server, no wrk), {rounds} rounds x {requests} requests of "
+                    "each kind per topology, topologies alternating; median of every request. "
+                    "`bench/topologies.py`.\n\n" + body)
+            raw = {"table": body}
+            title = "## Topologies: one server, PgBouncer, two shards (cost per request)"
         elif suite == "ab":
             from bench import suite_ab
 

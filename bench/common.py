@@ -41,6 +41,7 @@ class Options:
     out: Path | None
     growth_sizes: list[int]
     workdir: Path
+    redis_url: str = "redis://127.0.0.1:6379/0"
     extra: dict[str, Any] = field(default_factory=dict)
 
 

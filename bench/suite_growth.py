@@ -28,6 +28,7 @@ FILTERED = "/api/v1/tasks?status=todo&status=in_progress&priority=high&q=report"
 async def _explain(url: str, owner: Any, query_args: dict[str, Any]) -> list[tuple[str, str]]:
     """Run the service's list for ``owner`` capturing its SQL, then EXPLAIN ANALYZE each statement."""
     from taskhub.config import Settings
+    from taskhub.core.pagination import PageParams
     from taskhub.db.session import Database
     from taskhub.tasks import service as task_service
     from taskhub.tasks.schemas import TaskQuery
@@ -43,7 +44,8 @@ async def _explain(url: str, owner: Any, query_args: dict[str, Any]) -> list[tup
     plans = []
     try:
         async with db.unit_of_work(readonly=True) as session:
-            await task_service.list_page(session, TaskQuery(**query_args), owner_id=owner)
+            await task_service.list_page(session, TaskQuery(**query_args), PageParams(limit=20, page=None, cursor=None),
+                                         owner_id=owner)
         event.remove(db.primary.sync_engine, "before_cursor_execute", grab)
         async with db.unit_of_work(readonly=True) as session:
             conn = await session.connection()
@@ -69,6 +71,7 @@ async def _cursor_at(url: str, owner: Any, offset: int) -> str:
     """The keyset cursor for the row just before ``offset`` in the default order (``-created_at``)."""
     from taskhub.core.pagination import encode_cursor
     from taskhub.core.timeutil import to_utc
+    from taskhub.tasks.schemas import TaskQuery
 
     conn = await seed.asyncpg.connect(seed.asyncpg_dsn(url))
     try:
@@ -76,7 +79,8 @@ async def _cursor_at(url: str, owner: Any, offset: int) -> str:
                                   "ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1", owner, offset - 1)
     finally:
         await conn.close()
-    return encode_cursor("-created_at", {"v": to_utc(row["created_at"]).isoformat(), "id": str(row["id"])})
+    query = TaskQuery(sort="-created_at")
+    return encode_cursor(query.sort, query.sort_key, to_utc(row["created_at"]), row["id"])
 
 
 def run(opts: Options) -> tuple[str, dict[str, Any]]:

@@ -18,9 +18,8 @@ READS = ["list", "list-filtered", "get"]
 
 
 def redis_supported() -> bool:
-    """True when app.py wires TASKHUB_REDIS_URL (another engineer is adding it)."""
-    text = (REPO / "src" / "taskhub" / "app.py").read_text()
-    return "redis_url" in text or "RedisCache" in text
+    """True when the settings have ``TASKHUB_REDIS_URL`` (an older tree under ``--ab`` may not)."""
+    return "redis_url" in (REPO / "src" / "taskhub" / "config.py").read_text()
 
 
 def redis_up() -> bool:
@@ -110,12 +109,12 @@ def run(opts: Options) -> tuple[str, dict[str, Any]]:
     elif not redis_up():
         redis_note = "Redis cache: not reachable on 127.0.0.1:6379, not measured."
     else:
-        renv = {**env, "TASKHUB_REDIS_URL": "redis://127.0.0.1:6379/0"}
+        renv = {**env, "TASKHUB_REDIS_URL": opts.redis_url}
         with server(opts, stack, renv, "pg-redis") as srv:
             warm_up(srv, pg_users)
             redis_res = run_scenarios(srv, ["list"] if opts.quick else ["list", "list-filtered"], pg_users, opts,
                                       suffix=" (Redis cache)")
-        redis_note = "Redis cache: `TASKHUB_REDIS_URL=redis://127.0.0.1:6379/0`."
+        redis_note = f"Redis cache: `TASKHUB_REDIS_URL={opts.redis_url}`."
     raw["variants"] = [r.to_dict() for r in [*nocache, *nolog, *redis_res]]
 
     chosen: list[Result] = []
@@ -126,7 +125,7 @@ def run(opts: Options) -> tuple[str, dict[str, Any]]:
         with server(opts, ServerSpec("floor", opts.stack, 2), env, "floor-x2") as srv:
             warm_up(srv, pg_users)
             floor2 = measure(srv, "floor x2", "list", pg_users, opts)
-        with server(opts, spec2, {**env, "TASKHUB_REDIS_URL": "redis://127.0.0.1:6379/0"}, "pg-x2-redis") as srv:
+        with server(opts, spec2, {**env, "TASKHUB_REDIS_URL": opts.redis_url}, "pg-x2-redis") as srv:
             warm_up(srv, pg_users)
             chosen = run_scenarios(srv, ["list", "list-filtered", "get", "mixed"], pg_users, opts,
                                    suffix=" (x2, Redis)")

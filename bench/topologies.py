@@ -89,7 +89,8 @@ async def run_round(url: str, extra: dict[str, object], requests: int) -> dict[s
         return out
 
 
-async def main(pg_url: str, requests: int, rounds: int) -> None:
+async def main(pg_url: str, requests: int, rounds: int) -> str:
+    """Run the rounds; returns (and prints) the markdown table of median latencies per kind."""
     server = make_url(pg_url)
     shards = [start_instance("taskhub-bench-shard-") for _ in range(2)]
     bouncer = start_pgbouncer(server.host or "127.0.0.1", server.port or 5432)
@@ -108,11 +109,19 @@ async def main(pg_url: str, requests: int, rounds: int) -> None:
         for topology in TOPOLOGIES:
             await admin.execute(f'DROP DATABASE IF EXISTS "taskhub_topology_{topology.replace(" ", "_")}" WITH (FORCE)')
         await admin.close()
-    print("| topology | " + " | ".join(KINDS) + " |")
-    print("|---|" + "---|" * len(KINDS))
+    lines = ["| topology | " + " | ".join(KINDS) + " |", "|---|" + "---|" * len(KINDS)]
     for topology in TOPOLOGIES:
         cells = [f"{statistics.median(samples[topology][k]) * 1000:.2f} ms" for k in KINDS]
-        print(f"| {topology} | " + " | ".join(cells) + " |")
+        lines.append(f"| {topology} | " + " | ".join(cells) + " |")
+    one = {k: statistics.median(samples["one server"][k]) for k in KINDS}
+    lines.append("")
+    for topology in TOPOLOGIES[1:]:
+        lines.append(f"- {topology} / one server: " + ", ".join(
+            f"{k} {statistics.median(samples[topology][k]) / one[k]:.2f}x "
+            f"({(statistics.median(samples[topology][k]) - one[k]) * 1000:+.2f} ms)" for k in KINDS))
+    table = "\n".join(lines)
+    print(table)
+    return table
 
 
 if __name__ == "__main__":

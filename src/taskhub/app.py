@@ -30,6 +30,7 @@ from taskhub.core.openapi import install_openapi, unique_id
 from taskhub.core.ratelimit import RateLimitMiddleware
 from taskhub.db import migrate
 from taskhub.events.runtime import EventsRuntime
+from taskhub.graphql.router import GRAPHQL_PATH, graphql_router
 from taskhub.ops.drain import Drain
 from taskhub.ops.housekeeping import run_periodically
 from taskhub.ops.metrics import Telemetry
@@ -132,6 +133,7 @@ def create_app(
     app.state.drain = drain
     install_error_handlers(app)
     app.include_router(api_router)
+    app.include_router(graphql_router(settings))
     app.include_router(root_router)
     install_openapi(app, api_prefix=API_PREFIX + "/")
 
@@ -149,7 +151,9 @@ def create_app(
         body_timeout=settings.body_timeout,
     )
     if settings.rate_limit_enabled:
-        app.add_middleware(RateLimitMiddleware, trusted=settings.trusted_networks, prefix=API_PREFIX + "/")
+        app.add_middleware(
+            RateLimitMiddleware, trusted=settings.trusted_networks, prefix=(API_PREFIX + "/", GRAPHQL_PATH)
+        )
     app.add_middleware(NegotiatingGZipMiddleware, minimum_size=1024)
     if settings.cors_origins:
         app.add_middleware(
@@ -169,7 +173,10 @@ def create_app(
             ],
         )
     app.add_middleware(
-        RequestIdMiddleware, access_log_enabled=settings.access_log, api_prefix=API_PREFIX + "/", in_flight=in_flight
+        RequestIdMiddleware,
+        access_log_enabled=settings.access_log,
+        api_prefix=(API_PREFIX + "/", GRAPHQL_PATH),
+        in_flight=in_flight,
     )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.cookie_secure)
     return app

@@ -572,5 +572,13 @@ def openapi() -> None:
     typer.echo(json.dumps(create_app(_settings()).openapi(), indent=2))
 
 
+@app.command("graphql-schema")
+def graphql_schema() -> None:
+    """Print the GraphQL schema (SDL) of ``/graphql`` to stdout; ``docs/schema.graphql`` is this output."""
+    from taskhub.graphql.schema import sdl
+
+    typer.echo(sdl(), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

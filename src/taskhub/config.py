@@ -68,9 +68,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None
     database_replica_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # Per process, the seed's pool: at most 50 connections (10 kept + 40 overflow), 5 s wait.
-    database_pool_size: int = Field(default=10, ge=1)
-    database_max_overflow: int = Field(default=40, ge=0)
+    # Per process, the seed's pool: at most 50 connections, 5 s wait. All 50 are pool_size, opened on
+    # demand and kept: as overflow (the earlier 10 + 40) every checkout past the 10th opened and closed
+    # a connection, 27% of a get's CPU at 64 requests in flight (bench/pool_ab.py, bench/RESULTS.md).
+    database_pool_size: int = Field(default=50, ge=1)
+    database_max_overflow: int = Field(default=0, ge=0)
     database_pool_timeout: float = Field(default=5.0, gt=0)  # seconds to wait for a free connection
     # PgBouncer in transaction mode between Taskhub and PostgreSQL: no prepared-statement caches,
     # unnamed statements (docs/scaling.md, "Pooling").
@@ -127,6 +129,13 @@ class Settings(BaseSettings):
     smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for implicit TLS)
     smtp_from: str = "taskhub@localhost"
     sse_heartbeat: float = Field(default=15.0, gt=0)  # seconds between comment lines on idle streams
+    # GraphQL at /graphql (docs/api.md, "GraphQL"). The IDE (GraphiQL on GET /graphql): None means
+    # on in development, off in production. Depth counts nested selections (introspection fields
+    # aside); cost is the estimate of taskhub.graphql.limits (fields, times `first` under a list).
+    graphql_ide: bool | None = None
+    graphql_introspection: bool = True
+    graphql_max_depth: int = Field(default=6, ge=1)
+    graphql_max_cost: int = Field(default=5_000, ge=1)
     # Where the dashboard's page loads its hashed assets from (a CDN), e.g. https://cdn.example.com/taskhub;
     # unset: /static on this app (docs/operations.md, "The front end on a CDN").
     asset_base_url: str | None = None
@@ -168,6 +177,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'taskhub.db').resolve()}"
+
+    @property
+    def graphql_ide_enabled(self) -> bool:
+        """Whether ``GET /graphql`` serves GraphiQL: ``graphql_ide``, else only outside production."""
+        return self.graphql_ide if self.graphql_ide is not None else self.env != "production"
 
     @property
     def is_sqlite(self) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -174,19 +175,19 @@ def read_floor(conn: HTTPConnection) -> int:
     return caller.read_floor if caller is not None else PRIMARY_ONLY
 
 
-async def read_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+@asynccontextmanager
+async def read_unit(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """A read-only unit of work at the caller's floor: a replica that has replayed the caller's
-    last write, else the primary. Declare it after ``CurrentUser`` (dependencies run in order);
-    before authentication it reads from the primary."""
+    last write, else the primary (the primary before anyone authenticated)."""
     async with get_context(conn).db.unit_of_work(readonly=True, floor=read_floor(conn)) as session:
         yield session
 
 
-async def write_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    """A unit of work on the primary. It commits when the endpoint returns and *before* the
-    response is sent (``scope="function"``), so a client never gets a 2xx for a write that did not
-    commit; it rolls back when the endpoint raises (see :meth:`Database.unit_of_work`). The
-    authenticated caller reads their own write from then on (read-your-writes)."""
+@asynccontextmanager
+async def write_unit(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    """A unit of work on the primary that commits when the block ends and rolls back when it
+    raises (see :meth:`Database.unit_of_work`); the authenticated caller reads their own write
+    from then on (read-your-writes). One per REST write request, one per GraphQL mutation field."""
     async with get_context(conn).db.unit_of_work() as session:
         try:
             yield session
@@ -194,6 +195,21 @@ async def write_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
             caller = get_caller(conn)
             if caller is not None:
                 read_your_writes(session, caller.user_id)
+
+
+async def read_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    """:func:`read_unit` as a dependency. Declare it after ``CurrentUser`` (dependencies run in
+    order); before authentication it reads from the primary."""
+    async with read_unit(conn) as session:
+        yield session
+
+
+async def write_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    """:func:`write_unit` as a dependency. It commits when the endpoint returns and *before* the
+    response is sent (``scope="function"``), so a client never gets a 2xx for a write that did not
+    commit; it rolls back when the endpoint raises."""
+    async with write_unit(conn) as session:
+        yield session
 
 
 ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]

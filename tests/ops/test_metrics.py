@@ -113,6 +113,21 @@ class TestDependencyMetrics:
         assert (delta("response", "miss"), delta("response", "hit")) == (1, 2)
         assert (delta("auth", "miss"), delta("auth", "hit")) == (0, 3)  # decided at api.task already
 
+    async def test_read_statements_count_where_they_ran(self, client: httpx.AsyncClient, api: Api) -> None:
+        h = await api.user("reads@x.io")
+        task = await api.task(h)
+        path = f"/api/v1/tasks/{task['id']}"
+        assert (await client.get(path, headers=h)).status_code == 200  # the first read decides authentication
+        before = await scrape(client)
+        for _ in range(3):
+            assert (await client.get(path, headers=h)).status_code == 200
+        after = await scrape(client)
+        name = "taskhub_db_read_statements_total"
+        # three task reads (the authentication decision is cached now) and the second scrape's two
+        # outbox backlog statements; no replicas here, so everything ran on the primary
+        assert sample(after, name, target="primary") - sample(before, name, target="primary") == 5
+        assert all(set(labels) == {"target"} for labels in labels_of(after, name))
+
     async def test_pool_occupancy_per_engine(
         self, app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
     ) -> None:

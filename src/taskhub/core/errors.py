@@ -150,7 +150,9 @@ def _request_id(request: Request) -> str | None:
     return rid if isinstance(rid, str) else None
 
 
-def _clean_validation_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
+def clean_validation_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's error dicts as problem ``errors`` entries: ``loc``, ``msg`` (without Pydantic's
+    "Value error, " prefix) and ``type``; nothing else (no input echo, no URLs)."""
     cleaned: list[dict[str, Any]] = []
     for err in raw:
         msg = str(err.get("msg", "invalid value"))
@@ -194,7 +196,7 @@ def install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return _malformed_json(request)
-        cleaned = _clean_validation_errors(errors)
+        cleaned = clean_validation_errors(errors)
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in cleaned)
         return problem_response(
             request.url.path,

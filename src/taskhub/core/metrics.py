@@ -132,6 +132,12 @@ class Metrics:
             ["engine"],
             registry=r,
         )
+        self.db_read_statements = Counter(
+            "taskhub_db_read_statements",
+            "Read statements answered, per target: primary, or a replica's host:port/database.",
+            ["target"],
+            registry=r,
+        )
         self.db_pool_timeouts = Counter(
             "taskhub_db_pool_timeouts",
             "Checkouts that gave up after TASKHUB_DATABASE_POOL_TIMEOUT (answered 503), per engine.",

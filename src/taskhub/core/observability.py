@@ -290,8 +290,8 @@ class RequestIdMiddleware:
     The id is stored in ``scope["state"]["request_id"]`` for error bodies.
 
     Args:
-        access_log_enabled: write the access-log line. api_prefix: paths that get
-            ``Cache-Control: private, no-cache``. metrics_enabled: count requests.
+        access_log_enabled: write the access-log line. api_prefix: path prefix (or tuple of
+            them) whose answers get ``Cache-Control: private, no-cache``. metrics_enabled: count requests.
         in_flight: the counter that the graceful drain reads (see ``ops.lifecycle``).
     """
 
@@ -300,7 +300,7 @@ class RequestIdMiddleware:
         app: ASGIApp,
         *,
         access_log_enabled: bool = True,
-        api_prefix: str = "/api/",
+        api_prefix: str | tuple[str, ...] = "/api/",
         metrics_enabled: bool = True,
         in_flight: InFlight | None = None,
     ) -> None:

@@ -44,6 +44,24 @@ class Page(BaseModel, Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class Edge(Generic[T]):
+    """One row of a keyset slice and the cursor that continues *after* it (the same cursor a
+    page's ``next_cursor`` carries when this row ends the page)."""
+
+    node: T
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Slice(Generic[T]):
+    """Up to ``first`` rows after a cursor, each with its own cursor (a Relay-style connection's
+    ``edges``), and whether more rows follow (``pageInfo.hasNextPage``)."""
+
+    edges: list[Edge[T]]
+    has_next: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PageParams:
     """Validated paging parameters: ``limit`` 1..100 and at most one of ``page``/``cursor``."""
 

@@ -182,7 +182,8 @@ class RateLimitState(Protocol):
 
 
 class RateLimitMiddleware:
-    """Apply the ``user``/``anon`` limits to requests under ``prefix`` (pure ASGI).
+    """Apply the ``user``/``anon`` limits to requests under ``prefix`` (one path prefix or a tuple
+    of them: the REST API and ``/graphql``; pure ASGI).
 
     A request with a valid Bearer token counts against its user (key = ``sub``); any other request
     against its client IP. Every limited response carries the ``RateLimit-*`` headers, unless the
@@ -190,7 +191,7 @@ class RateLimitMiddleware:
     ``OPTIONS`` requests never reach this layer when CORS is on (it answers them outside).
     """
 
-    def __init__(self, app: ASGIApp, *, trusted: Sequence[IPNetwork], prefix: str = "/api/") -> None:
+    def __init__(self, app: ASGIApp, *, trusted: Sequence[IPNetwork], prefix: str | tuple[str, ...] = "/api/") -> None:
         self.app = app
         self.trusted = trusted
         self.prefix = prefix

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from taskhub.config import ConfigurationError, Settings
 from taskhub.core.breaker import CircuitBreaker
 from taskhub.core.errors import DomainError, ServiceUnavailable
+from taskhub.core.metrics import metrics
 from taskhub.db.pool import InstrumentedQueuePool
 from taskhub.db.replicas import PRIMARY_ONLY, Replica, ReplicaMonitor, replica_name
 from taskhub.db.sqlite_inline import inline_connector
@@ -229,7 +230,9 @@ class RoutedReadSession(AsyncSession):
                 await self.database._reroute(self, exc)
             else:
                 if self.database is not None:
-                    self.database.route_counts[self.replica.name if self.replica else "primary"] += 1
+                    target = self.replica.name if self.replica else "primary"
+                    self.database.route_counts[target] += 1
+                    metrics().db_read_statements.labels(target).inc()
                 return result
 
 

@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.config import Settings
-from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
+from taskhub.core.pagination import Edge, PageParams, Slice, decode_cursor, encode_cursor
 from taskhub.core.timeutil import new_id, utcnow
 from taskhub.db.session import Database
 from taskhub.events.dispatch import Event
@@ -175,3 +175,23 @@ async def inbox_page(
         total=total,
         next_cursor=next_cursor,
     )
+
+
+async def inbox_slice(
+    session: AsyncSession, user_id: uuid.UUID, *, first: int, after: str | None, unread_only: bool
+) -> Slice[NotificationRead]:
+    """Up to ``first`` of the user's notifications after the cursor ``after``, newest first, each
+    with its own cursor (the keyset paging of ``GET /notifications``, for a Relay-style connection).
+
+    Raises: UnprocessableEntity (bad cursor).
+    """
+    decoded = decode_cursor(after, "-created_at", CURSOR_KEY) if after is not None else None
+    rows = await repo.page(session, user_id, unread_only=unread_only, offset=None, after=decoded, limit=first + 1)
+    edges = [
+        Edge(
+            NotificationRead.model_validate(dict(row)),
+            encode_cursor("-created_at", CURSOR_KEY, row["created_at"], row["id"]),
+        )
+        for row in rows[:first]
+    ]
+    return Slice(edges, has_next=len(rows) > first)

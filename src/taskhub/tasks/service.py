@@ -21,7 +21,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from taskhub.core.cache import ResponseCache
 from taskhub.core.etag import etag_matches, strong_etag
-from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
+from taskhub.core.pagination import Edge, PageParams, Slice, decode_cursor, encode_cursor
 from taskhub.core.timeutil import new_id, utcnow
 from taskhub.core.timezones import end_of_day
 from taskhub.db.session import is_serialization_failure, on_commit, position_tag
@@ -328,6 +328,25 @@ async def list_page(
     }
     # default=str: asyncpg hands UUID columns back as its own UUID class, which orjson does not know.
     return orjson.dumps(body, option=orjson.OPT_UTC_Z, default=str)
+
+
+async def list_slice(
+    session: AsyncSession, actor: User, query: TaskQuery, *, first: int, after: str | None
+) -> Slice[TaskRead]:
+    """Up to ``first`` of the caller's tasks after the cursor ``after`` (from the start when None),
+    in ``query``'s sort order, each with its own cursor: the keyset paging of ``GET /tasks``
+    (cursors are interchangeable with its ``next_cursor``), shaped for a Relay-style connection
+    (GraphQL). Not cached: the list cache keys are whole REST pages.
+
+    ``first`` is validated by the caller (1..``MAX_LIMIT``, like ``limit``).
+    Raises: UnprocessableEntity (bad cursor, ``loc`` ``["query", "cursor"]``).
+    """
+    decoded = decode_cursor(after, query.sort, query.sort_key) if after is not None else None
+    rows = await task_repo.list_tasks(
+        session, query, owner_id=actor.id, now=utcnow(), offset=None, after=decoded, limit=first + 1
+    )
+    edges = [Edge(TaskRead.model_validate(_item(row)), _cursor_after(row, query)) for row in rows[:first]]
+    return Slice(edges, has_next=len(rows) > first)
 
 
 async def list_page_json(
