@@ -22,7 +22,8 @@ class TestRegister:
         )
         assert r.status_code == 201
         body = r.json()
-        assert set(body) == {"id", "email", "name", "role", "is_active", "created_at", "updated_at"}
+        assert set(body) == {"id", "email", "name", "role", "is_active", "time_zone", "created_at", "updated_at"}
+        assert body["time_zone"] == "UTC"
         assert body["email"] == "Ann@Example.io"
         assert body["name"] == "Ann"
         assert body["role"] == "user"
