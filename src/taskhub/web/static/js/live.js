@@ -6,6 +6,7 @@ import * as api from "./api.js";
 import { $ } from "./dom.js";
 import { store } from "./store.js";
 import { taskRemoved, taskUpserted } from "./tasks/actions.js";
+import { taskBelongs } from "./tasks/query.js";
 
 const MAX_PAUSE_MS = 15000;
 
@@ -112,7 +113,9 @@ async function applyEvent({ id, event, data }) {
   if (!wanted) return;
   try {
     const { data: task } = await api.request("GET", `/tasks/${encodeURIComponent(taskId)}`);
-    taskUpserted(task);
+    // A task done elsewhere leaves Inbox / Today / Upcoming (a reopened one leaves Completed).
+    if (taskBelongs(task, store.get().query)) taskUpserted(task);
+    else taskRemoved(taskId);
   } catch (err) {
     if (err.status === 404) taskRemoved(taskId);
   }
