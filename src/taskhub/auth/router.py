@@ -70,7 +70,9 @@ async def _login(session: WriteSession, ctx: AppContext, limits: AuthLimits, ema
 async def register(body: RegisterRequest, session: WriteSession, ctx: Ctx, limits: AuthRateLimit) -> Response:
     """Create an account (no token: log in next)."""
     await limits.charge_account(body.email)
-    user = await user_service.create_user(session, ctx.hasher, email=body.email, password=body.password, name=body.name)
+    user = await user_service.create_user(
+        session, ctx.hasher, email=body.email, password=body.password, name=body.name, time_zone=body.time_zone
+    )
     headers = {"Location": api_path("/users/me"), **limits.headers()}
     return model_response(UserRead.model_validate(user), status_code=201, headers=headers)
 

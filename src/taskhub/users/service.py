@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth.cache import AuthCache, invalidate_after_commit
+from taskhub.core.cache import ResponseCache
 from taskhub.core.errors import UnprocessableEntity, field_error
 from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
 from taskhub.core.security import PasswordHasher, normalize_email, password_problem
@@ -50,8 +51,9 @@ async def create_user(
     password: str,
     name: str,
     role: str = "user",
+    time_zone: str = "UTC",
 ) -> User:
-    """Create an account.
+    """Create an account; ``time_zone`` is an IANA name the caller validated (``TimeZoneName``).
 
     Raises:
         UnprocessableEntity: password rules. EmailTaken: the normalized email exists.
@@ -71,6 +73,7 @@ async def create_user(
         password_hash=password_hash,
         role=role,
         is_active=True,
+        time_zone=time_zone,
         tokens_valid_after=token_cutoff(now),
         created_at=now,
         updated_at=now,
@@ -111,8 +114,14 @@ async def update_profile(
     email: str | None,
     current_password: str | None,
     auth_cache: AuthCache,
+    cache: ResponseCache,
+    time_zone: str | None = None,
 ) -> User:
-    """Change ``name`` and/or ``email``; a new email needs the current password.
+    """Change ``name``, ``email`` and/or ``time_zone``; a new email needs the current password.
+
+    A new ``time_zone`` (an IANA name the caller validated) moves every all-day task of the user
+    to the end of its day in that zone, in this unit of work (``tasks.service.move_all_day``;
+    ``cache`` is the task-list cache those writes invalidate).
 
     Raises:
         UnprocessableEntity: email change without ``current_password``. WrongPassword: it is wrong.
@@ -132,6 +141,10 @@ async def update_profile(
     if name is not None and name != user.name:
         user.name = name
         changed = True
+    if time_zone is not None and time_zone != user.time_zone:
+        user.time_zone = time_zone
+        changed = True
+        await task_service.move_all_day(session, user.id, time_zone, cache=cache)
     if changed:
         user.updated_at = utcnow()
         try:
