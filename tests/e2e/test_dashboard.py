@@ -128,7 +128,9 @@ def test_user_journey(server: Server, page: Page, probe: PageProbe, shots: Calla
 
     # create three tasks (the due date is typed in the person's own zone: Europe/Berlin, UTC+1;
     # a year far ahead, so that the labels do not depend on the day the test runs)
-    create_task(page, "Write the report", priority="high", due="2031-12-24", due_time="17:00", tags="Work, urgent, work")
+    create_task(
+        page, "Write the report", priority="high", due="2031-12-24", due_time="17:00", tags="Work, urgent, work"
+    )
     create_task(page, "Buy milk", priority="low")
     create_task(page, "Call the plumber", description="Kitchen sink leaks", tags="home")
     page.get_by_role("button", name="Close").click()
@@ -266,7 +268,9 @@ def test_validation_error_names_the_field_and_keeps_the_input(
     posts = probe.count("POST", "/api/v1/tasks")
     page.get_by_role("button", name="Create task").click()
     expect(page.locator("#task-title-error")).to_have_text("Give the task a title.")
-    expect(page.locator("#task-due_date-error")).to_have_text("A time needs a date: pick the day too, or clear the time.")
+    expect(page.locator("#task-due_date-error")).to_have_text(
+        "A time needs a date: pick the day too, or clear the time."
+    )
     expect(page.locator("#task-form-msg")).to_have_text("Check the 2 highlighted fields.")
     expect(title).to_have_attribute("aria-invalid", "true")
     expect(title).to_be_focused()

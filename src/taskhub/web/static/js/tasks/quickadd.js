@@ -123,14 +123,17 @@ function renderChips() {
   preview.textContent = parsed && title && title !== parsedText.trim() ? `Title: ${title}` : "";
 }
 
-/** The title: the line without the parts that are still chips (removed chips stay as words). */
+/**
+ * The title: the line without the parts that are still chips (removed chips stay as words).
+ * `start` / `end` count code points (as the server does), so the line is cut as an array of them.
+ */
 function titleOf(text) {
   if (!parsed) return text.trim();
   if (!ignored.size) return parsed.title;
   const cut = activeParts().sort((a, b) => b.start - a.start);
-  let out = text;
-  for (const p of cut) out = out.slice(0, p.start) + out.slice(p.end);
-  return out.replace(/\s+/g, " ").trim();
+  let points = Array.from(text);
+  for (const p of cut) points = [...points.slice(0, p.start), ...points.slice(p.end)];
+  return points.join("").replace(/\s+/g, " ").trim();
 }
 
 /** The task the line describes, as a POST /tasks body. */
@@ -139,7 +142,7 @@ function body(text) {
   const task = { title: titleOf(text) };
   if (parsed) {
     const due = parts.find((p) => p.kind === "due");
-    if (due && parsed.due_date) task.due_date = parsed.all_day && parsed.due_on ? parsed.due_on : parsed.due_date;
+    if (due) task.due_date = due.value; // "YYYY-MM-DD" (all day) or an instant, as /tasks/parse says
     const prio = parts.find((p) => p.kind === "priority");
     if (prio) task.priority = prio.value;
     const tags = parts.filter((p) => p.kind === "tag").map((p) => p.value);

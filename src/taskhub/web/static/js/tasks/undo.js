@@ -112,11 +112,12 @@ export async function complete(task, done) {
   const leaves = !taskBelongs({ ...task, status }, store.get().query);
   if (leaves) leave(task.id);
   else messageShown(task.id, done ? "Marked as done." : "Reopened: back to To do.", "success", { keep: true });
-  const refreshed = hooks.refresh();
+  // Hidden only until the reload has taken the row away (in another view it may well belong).
+  const refreshed = hooks.refresh().then(() => {
+    if (leaves) taskHidden(task.id, false);
+  });
   await begin(done ? `Completed “${task.title}”.` : `Reopened “${task.title}”.`, {
-    commit: async () => {
-      if (leaves) taskHidden(task.id, false); // gone from the loaded list by now
-    },
+    commit: async () => {},
     undo: async () => {
       try {
         await request("PATCH", `/tasks/${task.id}`, { json: { status: task.status } });
