@@ -141,6 +141,9 @@ def test_quick_add_views_and_tags_in_the_persons_zone(
     expect(page.locator("#list-count")).to_have_text("3 tasks")
     expect(item(page, "Water plants #home").locator(".due")).to_have_text("Today")
     expect(item(page, "Call Ann").locator(".due")).to_have_text("Tomorrow 5:00 PM")
+    expect(page.locator("#stat-total")).to_have_text("3")  # the live stream brought the API's task
+    page.evaluate("document.getElementById('topbar-msg').textContent = ''")  # the greeting, for the picture
+    page.locator("#tasks-heading").focus()
     shots(page, "daily-inbox", widths=WIDTHS)
 
     # Today: due today (in Auckland) or overdue; Upcoming: the next 7 days, by day.

@@ -7,6 +7,7 @@ import { $ } from "./dom.js";
 import { store } from "./store.js";
 import { taskRemoved, taskUpserted } from "./tasks/actions.js";
 import { taskBelongs } from "./tasks/query.js";
+import { loadStats } from "./tasks/stats.js";
 
 const MAX_PAUSE_MS = 15000;
 
@@ -14,6 +15,7 @@ let running = false;
 let controller = null;
 let lastEventId = null;
 let badgeTimer = null;
+let statsStale = false; // an event arrived since the stats were last asked for
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -101,6 +103,7 @@ async function applyEvent({ id, event, data }) {
   if (id) lastEventId = id;
   const taskId = data && data.task_id;
   if (!taskId) return;
+  statsStale = true;
   refreshBadgeSoon();
   if (event === "task.deleted") {
     taskRemoved(taskId);
@@ -128,6 +131,10 @@ function refreshBadgeSoon(delay = 300) {
 
 async function refreshBadge() {
   if (!running) return;
+  if (statsStale) {
+    statsStale = false;
+    loadStats(); // the figures follow changes made elsewhere too (one request per burst of events)
+  }
   try {
     const { data } = await api.request("GET", "/notifications/unread-count");
     if (running) showUnread(data.unread);

@@ -3,7 +3,7 @@
 // shown as chips under the line before saving. Removing a chip keeps those words in the title
 // instead. Enter creates the task (POST /tasks, with an Idempotency-Key).
 import { request } from "../api.js";
-import { $, h, clear, say, describeError } from "../dom.js";
+import { $, h, clear, say, sayBriefly, describeError } from "../dom.js";
 import { dayLabel, dueInfo } from "../dates.js";
 import { plainFieldErrors } from "../messages.js";
 import { messageShown } from "./actions.js";
@@ -169,7 +169,7 @@ async function create() {
     const { data } = await request("POST", "/tasks", { json: task, headers: { "Idempotency-Key": crypto.randomUUID() } });
     reset();
     const when = data.due_date ? " · " + (dueInfo(data)?.text || dayLabel(data.due_on)) : "";
-    say(msg, `Added “${data.title}”${when}.`, "success");
+    sayBriefly(msg, `Added “${data.title}”${when}.`, "success", 8000);
     messageShown(data.id, "Added.", "success", { keep: true });
     await refresh();
   } catch (err) {
