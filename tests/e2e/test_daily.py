@@ -175,6 +175,20 @@ def test_quick_add_views_and_tags_in_the_persons_zone(
     expect(done.locator(".completed-at")).to_have_text(re.compile(r"^Completed Today \d{1,2}:\d{2} [AP]M$"))
     expect(done.locator(".task-check")).to_be_checked()
     shots(page, "daily-completed", widths=WIDTHS)
+
+    # Overdue: red, first in Today under its own heading, and the "Overdue only" control.
+    add(server, auth, title="Old bill", due_date="2020-01-01")
+    page.get_by_role("link", name="Inbox").click()
+    bill = item(page, "Old bill")
+    expect(bill.locator(".due")).to_have_text("Overdue: Jan 1, 2020")
+    expect(bill.locator(".due")).to_have_class("due due-overdue")
+    page.locator("#more-filters").evaluate("d => { d.open = true; }")
+    page.get_by_label("Overdue only").check()
+    expect(page.locator("#task-list .task-title")).to_have_text(["Old bill"])
+    assert page.url.endswith("#/tasks?overdue=true")
+    page.get_by_role("link", name="Today", exact=True).click()
+    expect(page.locator(HEADS)).to_have_text(["Overdue"])
+    expect(page.locator("#task-list .task-title")).to_have_text(["Old bill"])
     assert probe.errors == []
 
 
@@ -202,6 +216,13 @@ def test_today_is_the_persons_day_not_utcs_nor_the_browsers(server: Server, brow
         page.goto(server.url + "/#/tasks?view=upcoming")
         expect(page.locator("#task-list .task-title")).to_have_text(["Dentist", "Dinner"])
         expect(item(page, "Dinner").locator(".due")).to_have_text("Tomorrow")
+        # a due range is days in the person's zone: from March 12 leaves Dinner only
+        page.locator("#more-filters summary").click()
+        with page.expect_request(lambda r: "/api/v1/tasks?" in r.url and "due_from" not in r.url) as sent:
+            page.locator("#filter-due-from").fill("2027-03-12")
+        assert "due_after=2027-03-11T10%3A59%3A59.999999Z" in sent.value.url  # Auckland's midnight - 1 µs
+        expect(page.locator("#task-list .task-title")).to_have_text(["Dinner"])
+        assert page.url.endswith("#/tasks?view=upcoming&due_from=2027-03-12")
 
         # The evening before, in Auckland (10:30 UTC on the 10th): not due today yet.
         fixed(page, "2027-03-10T10:30:00Z")

@@ -152,8 +152,9 @@ export function urlQuery() {
 
 /**
  * The query of `GET /tasks` for `query`, "today" being today in the person's zone (dates.js).
- * Day bounds are local midnights: `due_after` is strict, so it is sent 1 ms before the first day's
- * midnight; `due_before` (strict too) is the midnight after the last day.
+ * Day bounds are local midnights: `due_after` is strict, so it is sent 1 µs before the first day's
+ * midnight (an all-day task of the day before is due at its last microsecond, 23:59:59.999999, and
+ * stays out); `due_before` (strict too) is the midnight after the last day.
  */
 export function apiQuery(query, now = Date.now()) {
   const p = new URLSearchParams();
@@ -162,7 +163,7 @@ export function apiQuery(query, now = Date.now()) {
     p.append("status", "todo");
     p.append("status", "in_progress");
   };
-  const after = (key) => p.set("due_after", new Date(Date.parse(startOfDayIso(key)) - 1).toISOString());
+  const after = (key) => p.set("due_after", justBefore(key));
   const before = (key) => p.set("due_before", startOfDayIso(addDays(key, 1)));
   if (query.view === "inbox") open();
   else if (query.view === "today") {
@@ -179,7 +180,7 @@ export function apiQuery(query, now = Date.now()) {
   if (query.priority) p.set("priority", query.priority);
   if (query.tag) p.set("tag", query.tag);
   // The person's own day range narrows the view's (the later start and the earlier end win).
-  if (query.due_from && (!p.get("due_after") || Date.parse(startOfDayIso(query.due_from)) - 1 > Date.parse(p.get("due_after")))) {
+  if (query.due_from && (!p.get("due_after") || Date.parse(startOfDayIso(query.due_from)) > Date.parse(p.get("due_after")))) {
     after(query.due_from);
   }
   if (query.due_to && (!p.get("due_before") || Date.parse(startOfDayIso(addDays(query.due_to, 1))) < Date.parse(p.get("due_before")))) {
@@ -215,6 +216,11 @@ export function taskBelongs(task, query, now = Date.now()) {
 
 function dayKeyOf(iso) {
   return dayKey(new Date(iso).getTime());
+}
+
+/** One microsecond before local midnight at the start of `key`: "2027-03-11T10:59:59.999999Z". */
+function justBefore(key) {
+  return new Date(Date.parse(startOfDayIso(key)) - 1000).toISOString().replace(/\.\d{3}Z$/, ".999999Z");
 }
 
 /** A search or a filter narrows the list (the view and the sort do not). */
