@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -33,6 +34,7 @@ from taskhub.ops.drain import Drain
 from taskhub.ops.housekeeping import run_periodically
 from taskhub.ops.metrics import Telemetry
 from taskhub.urls import API_PREFIX
+from taskhub.web.assets import StaticSite, packaged_root
 
 if TYPE_CHECKING:
     from taskhub.core.tracing import Tracing
@@ -46,18 +48,23 @@ Use **Authorize** with your email as *username* to call the endpoints from this 
 """
 
 
-def create_app(settings: Settings | None = None, *, tracing: Tracing | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, tracing: Tracing | None = None, static_root: Path | None = None
+) -> FastAPI:
     """The ASGI application.
 
     Args:
         settings: defaults to ``Settings()`` (environment and ``.env``).
         tracing: where spans go; by default OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set
             (``core/tracing.py``), else no tracing at all (not even imported).
+        static_root: the dashboard's files; by default the packaged ``web/static`` (tests of the
+            hashing point it at a copy they change).
 
     ``settings.auto_migrate`` runs Alembic migrations at start-up; unset means True on SQLite
     (embedded mode) and False on PostgreSQL (run ``taskhub migrate`` once per deploy).
     ``settings.workers`` above 1 turns the in-process cache off (it cannot be shared).
-    The lifespan raises ``ConfigurationError`` in production mode without ``TASKHUB_JWT_SECRET``.
+    The lifespan raises ``ConfigurationError`` in production mode without ``TASKHUB_JWT_SECRET``,
+    and ``AssetError`` when the dashboard's page names a static file that does not exist.
     """
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -76,6 +83,8 @@ def create_app(settings: Settings | None = None, *, tracing: Tracing | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Hash the dashboard's files first: a page naming a missing file stops the start-up.
+        app.state.static_site = StaticSite(static_root or packaged_root(), base_url=settings.asset_base_url)
         ctx = build_context(settings)
         app.state.ctx = ctx
         app.state.telemetry = process_metrics = Telemetry.start(ctx)

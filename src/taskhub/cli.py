@@ -1,5 +1,5 @@
 """The ``taskhub`` command line (typer): serve, migrate, create-admin, seed-demo, purge, openapi,
-relay, worker, dlq."""
+relay, worker, dlq, export-static."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import random
 import shutil
 import tempfile
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from taskhub.config import ConfigurationError, Settings
@@ -21,7 +23,13 @@ app = typer.Typer(help="Taskhub: a multi-user task-management service.", no_args
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings from the environment; an invalid value ends the command with exit status 2 and
+    pydantic's message, which names the variable (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(f"error: invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -434,6 +442,26 @@ def dlq_replay(
         raise typer.Exit(2)
     moved = asyncio.run(replay(settings, _dlq_consumers(consumer), event_id))
     typer.echo(f"replayed {moved} messages")
+
+
+@app.command("export-static")
+def export_static(
+    directory: Annotated[Path, typer.Argument(help="Where to write the hashed files and manifest.json")],
+) -> None:
+    """Write the dashboard's content-hashed files and manifest.json to DIRECTORY (for a CDN or nginx).
+
+    Idempotent and additive: unchanged files are not rewritten and older versions are kept, so a
+    bucket or directory synced from it serves old and new pages alike during a deploy.
+    """
+    from taskhub.web.assets import AssetError, Catalog, packaged_root
+
+    try:
+        catalog = Catalog.scan(packaged_root())
+        written, unchanged = catalog.export(directory)
+    except (AssetError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{written} files written, {unchanged} unchanged, manifest.json in {directory}")
 
 
 @app.command()

@@ -6,10 +6,12 @@ The names are part of the contract (see ``ARCHITECTURE.md``, "Configuration").
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -17,6 +19,39 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 class ConfigurationError(RuntimeError):
     """Raised when the settings cannot run the service (e.g. production without a JWT secret)."""
+
+
+# Characters an asset base URL's path may hold: RFC 3986 unreserved, "%", "/" and the sub-delims
+# that are inert both in an HTML attribute and in a CSP source expression (no ; , ' quotes or space).
+_ASSET_PATH = re.compile(r"[A-Za-z0-9._~%/!$&()*+=:@-]*")
+
+
+def check_asset_base_url(value: str) -> str:
+    """``TASKHUB_ASSET_BASE_URL`` validated and without a trailing ``/``.
+
+    An ``http`` or ``https`` URL with a host, optionally a port and a path; no user info, query or
+    fragment (the page appends ``/<file>`` to it and the CSP names it as a source expression).
+
+    Raises:
+        ValueError: naming the variable and what is wrong (pydantic reports it at start-up).
+    """
+    hint = (
+        "TASKHUB_ASSET_BASE_URL must be an http(s) URL without query or fragment, e.g. https://cdn.example.com/taskhub"
+    )
+    parts = urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number in 0..65535)
+    except ValueError:
+        raise ValueError(f"{hint}: the port of {value!r} is not valid") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{hint}: {value!r} has no http(s) scheme and host")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValueError(f"{hint}: {value!r} has a query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{hint}: {value!r} carries user info")
+    if not _ASSET_PATH.fullmatch(parts.path):
+        raise ValueError(f"{hint}: the path of {value!r} holds characters outside RFC 3986's unreserved set")
+    return f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -92,6 +127,9 @@ class Settings(BaseSettings):
     smtp_url: str | None = None  # smtp://user:pass@host:port (smtps:// for implicit TLS)
     smtp_from: str = "taskhub@localhost"
     sse_heartbeat: float = Field(default=15.0, gt=0)  # seconds between comment lines on idle streams
+    # Where the dashboard's page loads its hashed assets from (a CDN), e.g. https://cdn.example.com/taskhub;
+    # unset: /static on this app (docs/operations.md, "The front end on a CDN").
+    asset_base_url: str | None = None
 
     @field_validator("database_replica_urls", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
@@ -113,6 +151,11 @@ class Settings(BaseSettings):
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
         return value
+
+    @field_validator("asset_base_url")
+    @classmethod
+    def _check_asset_base_url(cls, value: str | None) -> str | None:
+        return None if not value else check_asset_base_url(value)
 
     @cached_property
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

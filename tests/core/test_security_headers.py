@@ -3,6 +3,9 @@ API, the dashboard and the docs, on success and on every kind of error."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +14,6 @@ import pytest
 from fastapi import FastAPI
 
 from taskhub.config import Settings
-from taskhub.web.router import CSP as DASHBOARD_CSP
 from tests.conftest import PASSWORD, Api, client_for
 
 pytestmark = pytest.mark.asyncio
@@ -69,10 +71,23 @@ async def exercise(app: FastAPI, client: httpx.AsyncClient, *, hsts: bool) -> No
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/api/v1/auth" in cookie
         assert ("Secure" in cookie) is hsts
 
-    for path in ("/", "/static/app.css", "/static/js/app.js"):
+    page = await client.get("/")
+    importmap = re.findall(r'<script type="importmap">(.*?)</script>', page.text, re.S)[0]
+    digest = base64.b64encode(hashlib.sha256(importmap.encode()).digest()).decode()
+    dashboard_csp = (
+        f"default-src 'self'; script-src 'self' 'sha256-{digest}'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+    assert_policy(page, csp=dashboard_csp, cache="no-cache", hsts=hsts)
+    for path in ("/static/app.css", "/static/js/app.js"):
         r = await client.get(path)
         assert r.status_code == 200
-        assert_policy(r, csp=DASHBOARD_CSP, cache="no-cache", hsts=hsts)
+        assert_policy(r, csp=dashboard_csp, cache="no-cache", hsts=hsts)
+    hashed_app = re.findall(r'src="(/static/js/app\.[0-9a-f]{12}\.js)"', page.text)[0]
+    assert_policy(
+        await client.get(hashed_app), csp=dashboard_csp, cache="public, max-age=31536000, immutable", hsts=hsts
+    )
     docs = await client.get("/docs")
     assert_policy(docs, csp=None, cache=None, hsts=hsts)
     csp = docs.headers["content-security-policy"]
