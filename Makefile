@@ -7,24 +7,40 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick clean pg-cluster pg-cluster-down
+.PHONY: install install-runtime run test test-deep test-fast lint format lock audit bench bench-quick clean pg-cluster pg-cluster-down
 
-# Exactly the tested set: every package pinned with its hashes in requirements-dev.lock (runtime
-# plus dev tools; requirements.lock is the runtime set alone, for deployments). `make lock`
-# re-resolves them after a change to the dependencies in pyproject.toml.
+# Exactly the tested set, pinned with hashes: requirements.lock is what serving needs (`make run`),
+# requirements-dev.lock the same pins plus the development tools (`make test`, `make lint`, ...).
+# Each install leaves a stamp in the venv and is redone only when pyproject.toml or its lock
+# changes; the dev install stamps the runtime one too (it is a superset with the same pins).
+# `make lock` re-resolves both after a change to the dependencies in pyproject.toml: the dev set
+# first, then the runtime set constrained to its pins, so both locks name the same versions.
 LOCK_ARGS := --generate-hashes --universal --python-version 3.11 -q
 
-$(BIN)/.installed: pyproject.toml requirements-dev.lock
+# The editable install is built without build isolation (no index needed): setuptools comes from
+# the dev lock, hash-checked, also for a runtime-only venv.
+define install_locked
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(1)
+	sed -n '/^setuptools==/,/[^\\]$$/p' requirements-dev.lock > $(VENV)/build-requirements.lock
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(VENV)/build-requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+endef
+
+$(BIN)/.installed-runtime: pyproject.toml requirements.lock requirements-dev.lock
+	$(call install_locked,requirements.lock)
 	touch $@
 
+$(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
+	$(call install_locked,requirements-dev.lock)
+	touch $@ $(BIN)/.installed-runtime
+
 install: $(BIN)/.installed
+install-runtime: $(BIN)/.installed-runtime
 
 lock: install
-	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.lock $(LOCK_ARGS) -o requirements.lock
 
 # Known vulnerabilities of the locked runtime set. Needs PyPI's per-version JSON API (or OSV),
 # which this network does not reach (docs/security.md, "Dependencies"): --strict fails rather
@@ -32,7 +48,7 @@ lock: install
 audit: install
 	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip --require-hashes -r requirements.lock
 
-run: install
+run: install-runtime
 	$(BIN)/taskhub serve --host $(HOST) --port $(PORT)
 
 test: install

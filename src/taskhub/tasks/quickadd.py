@@ -20,11 +20,16 @@ wall-clock time that a DST change skips or repeats resolves like ``fold=0`` (the
 the change); relative hours ("in 3 hours") count wall-clock hours.
 
 The clock is :func:`clock`, looked up on each call, so that tests can fix "now".
+
+Parsing is CPU work (1-5 ms; the first call of a process loads dateparser's language data, about
+half a second): the endpoint runs it in the thread pool, one call at a time per process
+(dateparser's search keeps module-level state and does not say it is thread-safe).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -43,7 +48,20 @@ _LANGUAGES = ["en"]
 _DAY_PERIODS = frozenset({"day", "week"})
 _TIME_PERIODS = frozenset({"time", "part_of_day"})
 _SPACES = re.compile(r"\s+")
-_REFUSED_PHRASES = frozenset({"now"})  # "Call mom now" is a title, not a due date
+_WORD = re.compile(r"\S+")
+_TIME_OR_ORDINAL = re.compile(r"\d{1,2}(?::\d{2})?(?:am|pm|a\.m\.|p\.m\.|h)|\d{1,2}(?:st|nd|rd|th)", re.I | re.ASCII)
+# A phrase must name a day, a month, a unit of time or a clock time: dateparser alone also reads
+# "2 t20" or "400" as dates.
+_DATE_SIGNAL = re.compile(
+    r"""\b(?:today|tomorrow|tonight|yesterday|noon|midnight|morning|afternoon|evening|night|weekend|fortnight
+    |mon|monday|tue|tues|tuesday|wed|wednesday|thu|thur|thurs|thursday|fri|friday|sat|saturday|sun|sunday
+    |jan|january|feb|february|mar|march|apr|april|may|jun|june|jul|july|aug|august|sep|sept|september
+    |oct|october|nov|november|dec|december|days?|weeks?|months?|years?|hours?|minutes?|mins?)\b
+    |\d(?:am|pm|a\.m\.|p\.m\.)|\d\s(?:am|pm|a\.m\.|p\.m\.)|\d:\d\d|\d{4}-\d\d-\d\d|\d[./]\d""",
+    re.I | re.X | re.ASCII,
+)
+_REFUSED_PHRASES = frozenset({"now"})
+_DATEPARSER = threading.Lock()  # "Call mom now" is a title, not a due date
 
 
 def clock() -> datetime:
@@ -60,8 +78,11 @@ class _Span:
 def _due_phrase(text: str, taken: list[_Span], time_zone: str, now: datetime) -> tuple[_Span, datetime | date] | None:
     """The first date phrase of ``text`` outside ``taken``: its span and a date (all-day) or an
     aware UTC datetime (timed)."""
-    # The text without the priority and tag parts, with a map back to offsets in ``text``.
-    kept = [i for i in range(len(text)) if not any(s.start <= i < s.end for s in taken)]
+    # The text without the priority and tag parts, and without codes of letters and digits
+    # ("LH400", "t20": dateparser reads some as dates and gives up on whole texts for others),
+    # with a map back to offsets in ``text``.
+    hidden = taken + [_Span(m.start(), m.end()) for m in _WORD.finditer(text) if _is_code(m.group())]
+    kept = [i for i in range(len(text)) if not any(s.start <= i < s.end for s in hidden)]
     rest = "".join(text[i] for i in kept)
     local_now = now.astimezone(zone(time_zone)).replace(tzinfo=None)
     settings = {"PREFER_DATES_FROM": "future", "RELATIVE_BASE": local_now, "RETURN_TIME_AS_PERIOD": True}
@@ -77,15 +98,47 @@ def _due_phrase(text: str, taken: list[_Span], time_zone: str, now: datetime) ->
         cursor = match.end()
         if phrase.strip().lower() in _REFUSED_PHRASES:
             continue
-        period = periods.get_date_data(phrase).period
-        span = _Span(kept[match.start()], kept[match.end() - 1] + 1)
+        start, end = _without_stray_numbers(rest, match.start(), match.end(), periods)
+        if not _DATE_SIGNAL.search(rest[start:end]):
+            continue
+        period = periods.get_date_data(rest[start:end]).period
+        span = _Span(kept[start], kept[end - 1] + 1)
         if period in _DAY_PERIODS:
             day = when.date()
             if FIRST_DAY <= day <= LAST_DAY:
                 return span, day
         elif period in _TIME_PERIODS:
-            return span, when.replace(tzinfo=zone(time_zone)).astimezone(UTC)
+            try:
+                return span, when.replace(tzinfo=zone(time_zone)).astimezone(UTC)
+            except OverflowError:  # a time in year 1 or 9999 whose UTC instant leaves the calendar
+                continue
     return None
+
+
+def _is_code(word: str) -> bool:
+    """A word of letters and digits that is no clock time or ordinal ("LH400", "t20", "A4")."""
+    word = word.strip(".,;:!?()[]\"'")
+    has_digit = any(c.isdigit() for c in word)
+    has_letter = any(c.isalpha() for c in word)
+    return has_digit and has_letter and not _TIME_OR_ORDINAL.fullmatch(word)
+
+
+def _without_stray_numbers(rest: str, start: int, end: int, periods: DateDataParser) -> tuple[int, int]:
+    """``rest[start:end]`` without a bare number at either edge when the phrase means the same
+    without it: dateparser reads "read 1984 tomorrow" as the phrase "1984 tomorrow"."""
+    whole = periods.get_date_data(rest[start:end])
+    while True:
+        words = list(_WORD.finditer(rest, start, end))
+        if len(words) < 2:
+            return start, end
+        for edge, keep in ((words[0], (words[1].start(), end)), (words[-1], (start, words[-2].end()))):
+            if edge.group().isdigit():
+                shorter = periods.get_date_data(rest[keep[0] : keep[1]])
+                if (shorter.date_obj, shorter.period) == (whole.date_obj, whole.period):
+                    start, end = keep
+                    break
+        else:
+            return start, end
 
 
 def parse(text: str, time_zone: str, now: datetime) -> QuickAddResult:
@@ -113,7 +166,8 @@ def parse(text: str, time_zone: str, now: datetime) -> QuickAddResult:
         taken.append(_Span(match.start(), match.end()))
     due_date: datetime | None = None
     due_on: date | None = None
-    found = _due_phrase(text, taken, time_zone, now)
+    with _DATEPARSER:
+        found = _due_phrase(text, taken, time_zone, now)
     if found is not None:
         span, when = found
         if isinstance(when, datetime):

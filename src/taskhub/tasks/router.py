@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator
 
 from taskhub.auth.dependencies import CurrentUser
@@ -105,7 +106,8 @@ async def parse_task(body: QuickAddRequest, user: CurrentUser) -> Response:
     """Read one line of quick-add text (``Call Ann tomorrow 5pm !high #family``) into task fields,
     relative to now in the caller's ``time_zone``; nothing is written. Send the result to
     ``POST /tasks`` (``due_date``: ``due_on`` when ``all_day``, else ``due_date``)."""
-    return model_response(quickadd.parse(body.text, user.time_zone, quickadd.clock()))
+    parsed = await run_in_threadpool(quickadd.parse, body.text, user.time_zone, quickadd.clock())
+    return model_response(parsed)
 
 
 @router.get(

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     TypeAdapter,
     ValidationError,
@@ -71,7 +72,9 @@ def _tags(values: list[str]) -> list[str]:
     return list(seen)
 
 
-_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_BARE_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+# Pydantic's datetime parser also takes Unix timestamps ("1700000000"): RFC 3339 strings only.
+_DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]", re.ASCII)
 _UTC_DATETIME: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 
 
@@ -80,7 +83,8 @@ def _due_input(value: object) -> datetime | date | None:
     ``YYYY-MM-DD`` (an all-day task, :class:`datetime.date`) within ``FIRST_DAY..LAST_DAY``.
 
     Errors keep Pydantic's types (``timezone_aware``, ``datetime_from_date_parsing``, ...) so that
-    the 422 reads as it did before dates were accepted.
+    the 422 reads as it did before dates were accepted. A string that is neither (a Unix timestamp,
+    ``tomorrow``) is ``due_date_type``.
     """
     if value is None:
         return None
@@ -91,7 +95,7 @@ def _due_input(value: object) -> datetime | date | None:
             day = date.fromisoformat(value)
         except ValueError:
             raise PydanticCustomError("date_parsing", "Input should be a valid date: no such day") from None
-    elif isinstance(value, str | datetime):
+    elif isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME_START.match(value)):
         try:
             return _UTC_DATETIME.validate_python(value)
         except ValidationError as exc:
@@ -124,9 +128,18 @@ Tag = Annotated[
     PlainText, Field(max_length=1000, json_schema_extra={"maxLength": 50, "pattern": NONBLANK_PLAIN_PATTERN})
 ]
 Tags = Annotated[list[Tag], Field(json_schema_extra={"maxItems": 20}), AfterValidator(_tags)]
+
+
+def _due_json(value: datetime | date | None) -> str | None:
+    # As Pydantic writes a UTC datetime ("...Z"), so that idempotency fingerprints of timed
+    # bodies stay what they were; a day as YYYY-MM-DD.
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
 DueDate = Annotated[
     datetime | date | None,
     PlainValidator(_due_input),
+    PlainSerializer(_due_json, when_used="json"),
     WithJsonSchema(
         {
             "anyOf": [

@@ -6,6 +6,7 @@ Services flush, never commit: the caller's unit of work commits once.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
@@ -171,7 +172,26 @@ async def change_password(
     """
     user = await _load_self(session, actor)
     await _require_password(hasher, user, current_password, "current_password")
-    check_password(new_password, user.email, field="new_password")
+    await set_password(session, hasher, user, new_password, auth_cache=auth_cache, field="new_password")
+
+
+async def set_password(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    user: User,
+    new_password: str,
+    *,
+    auth_cache: AuthCache,
+    field: str = "password",
+) -> None:
+    """Give ``user`` (loaded in this unit of work) a new password and revoke every token issued
+    before (``tokens_valid_after``): the common part of a password change and of the operator's
+    ``taskhub reset-password``.
+
+    Raises:
+        UnprocessableEntity: the password breaks the rules (naming ``field``).
+    """
+    check_password(new_password, user.email, field=field)
     now = utcnow()
     user.password_hash = await hasher.hash(new_password)
     user.tokens_valid_after = token_cutoff(now)
@@ -192,6 +212,75 @@ async def sign_out_everywhere(session: AsyncSession, actor: User, *, auth_cache:
     user.tokens_valid_after = token_cutoff()
     await session.flush()
     invalidate_after_commit(session, auth_cache, user.id)  # cached "token is valid" decisions end too
+
+
+@dataclass(frozen=True, slots=True)
+class AdminGrant:
+    """What :func:`grant_admin` did: the account's email, and which of created / promoted /
+    reactivated / password_reset happened (none of them: it already was an active admin)."""
+
+    email: str
+    user_id: uuid.UUID
+    created: bool = False
+    promoted: bool = False
+    reactivated: bool = False
+    password_reset: bool = False
+
+
+async def grant_admin(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    *,
+    email: str,
+    name: str,
+    password: str | None,
+    reset_password: bool,
+    auth_cache: AuthCache,
+) -> AdminGrant:
+    """Make ``email`` an active admin (``taskhub create-admin``): create the account with
+    ``password``, or promote and re-activate an existing one, whose password changes only with
+    ``reset_password`` (and then its tokens are revoked). An account that already is an active
+    admin is left as it is unless ``reset_password``.
+
+    Raises:
+        UnprocessableEntity: ``password`` breaks the rules, or is None where one is needed.
+        EmailTaken: a concurrent registration took the email.
+    """
+    found = await user_repo.get_by_email(session, normalize_email(email))
+    if found is None:
+        if password is None:
+            raise UnprocessableEntity("A new admin needs a password.")
+        user = await create_user(session, hasher, email=email, password=password, name=name, role="admin")
+        return AdminGrant(user.email, user.id, created=True)
+    user = await user_repo.get_for_update(session, found.id) or found
+    promoted, reactivated = user.role != "admin", not user.is_active
+    if promoted or reactivated:
+        user.role, user.is_active = "admin", True
+        user.updated_at = utcnow()
+        await session.flush()
+        invalidate_after_commit(session, auth_cache, user.id)
+    if reset_password:
+        if password is None:
+            raise UnprocessableEntity("--reset-password needs the new password.")
+        await set_password(session, hasher, user, password, auth_cache=auth_cache)
+    return AdminGrant(user.email, user.id, promoted=promoted, reactivated=reactivated, password_reset=reset_password)
+
+
+async def reset_password(
+    session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str, auth_cache: AuthCache
+) -> User:
+    """Set a new password on the account ``email`` (any role, active or not) and revoke its
+    tokens, as a password change does (``taskhub reset-password``).
+
+    Raises:
+        UserNotFound: no account has that email. UnprocessableEntity: the password breaks the rules.
+    """
+    found = await user_repo.get_by_email(session, normalize_email(email))
+    user = await user_repo.get_for_update(session, found.id) if found is not None else None
+    if user is None:
+        raise UserNotFound(f"No account with the email {email!r}.")
+    await set_password(session, hasher, user, password, auth_cache=auth_cache)
+    return user
 
 
 async def _ensure_not_last_admin(session: AsyncSession, user: User) -> None:

@@ -20,9 +20,14 @@ depends_on: str | Sequence[str] | None = None
 _ALL_DAY_RULE = "(all_day AND due_on IS NOT NULL AND due_date IS NOT NULL) OR (NOT all_day AND due_on IS NULL)"
 
 
+# ``users`` is changed in place, never in batch mode: batch mode on SQLite copies the table and drops
+# the old one, and with foreign keys on (db/session.py) that drop deletes every row referencing it
+# (``ON DELETE CASCADE``: tasks, tokens, ...). SQLite adds and (3.35+) drops a column in place.
+# ``tasks`` is referenced by no table, so batch mode (needed for its CHECK constraint) is safe there.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("time_zone", sa.String(length=64), server_default="UTC", nullable=False))
+    op.add_column("users", sa.Column("time_zone", sa.String(length=64), server_default="UTC", nullable=False))
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("all_day", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column("due_on", sa.Date(), nullable=True))
@@ -35,5 +40,4 @@ def downgrade() -> None:
         batch_op.drop_constraint(op.f("ck_tasks_all_day"), type_="check")
         batch_op.drop_column("due_on")
         batch_op.drop_column("all_day")
-    with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.drop_column("time_zone")
+    op.drop_column("users", "time_zone")
