@@ -498,6 +498,19 @@ def test_account_changes_take_effect(server: Server, page: Page, probe: PageProb
     sign_in(page, "mere@example.com", new_password)
     expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome back!")
 
+    # sign out everywhere: this tab and every other session end; the password still works
+    elsewhere = {"Authorization": f"Bearer {server.token('mere@example.com', new_password)}"}
+    page.get_by_role("link", name="Account").click()
+    page.get_by_role("button", name="Sign out everywhere").click()
+    expect(page.locator("#auth-msg")).to_have_text("You were signed out on every device, this one included.")
+    expect(page.locator("#signin-email")).to_have_value("mere@example.com")
+    with server.api() as c:
+        assert c.get("/api/v1/users/me", headers=elsewhere).status_code == 401
+    page.reload()
+    expect(page.locator("#signin-heading")).to_be_visible()  # the refresh cookie is gone too
+    sign_in(page, "mere@example.com", new_password)
+    expect(page.locator("#topbar-msg")).to_have_text("Signed in. Welcome back!")
+
     # delete the account: the typed confirmation must match
     page.get_by_role("link", name="Account").click()
     page.locator("#account-delete-confirm").fill("mere@example.org")
