@@ -189,6 +189,36 @@ function accountChanged(user) {
   $("nav-admin").hidden = me.role !== "admin";
   setZone(me.time_zone || browserZone());
   if (zoneBefore !== undefined && zoneBefore !== me.time_zone) refreshTasks(); // "today" moved
+  offerDeviceZone();
+}
+
+let zoneOfferKept = false; // "Keep UTC" was chosen on this page
+
+/**
+ * Accounts made before time zones existed (or by a client that sent none) are in UTC. When this
+ * device is elsewhere, offer its zone once per page: "today" and all-day tasks follow the account.
+ */
+function offerDeviceZone() {
+  const device = browserZone();
+  const offer = $("zone-offer");
+  offer.hidden = zoneOfferKept || !me || me.time_zone !== "UTC" || device === "UTC";
+  if (offer.hidden) return;
+  $("zone-offer-text").textContent = `Dates use UTC, your account's time zone; this device is in ${device}.`;
+  $("zone-offer-use").textContent = `Use ${device}`;
+}
+
+async function useDeviceZone() {
+  const button = $("zone-offer-use");
+  button.disabled = true;
+  try {
+    const { data } = await api.request("PATCH", "/users/me", { json: { time_zone: browserZone() } });
+    accountChanged(data);
+    sayBriefly($("topbar-msg"), `Dates now use ${data.time_zone}.`, "success");
+  } catch (err) {
+    if (err.status !== 401) say($("zone-offer-text"), "Could not change the time zone: " + describeError(err), "error");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 /** The session ended on purpose (password changed elsewhere, signed out everywhere, account deleted). */
@@ -263,6 +293,11 @@ async function boot() {
   initTheme();
   initTasks({ urlChanged: setTasksUrl });
   initAccount({ changed: accountChanged, ended: sessionOver });
+  $("zone-offer-use").addEventListener("click", useDeviceZone);
+  $("zone-offer-keep").addEventListener("click", () => {
+    zoneOfferKept = true;
+    offerDeviceZone();
+  });
   initAdmin({
     onSelfChanged: async () => {
       try {
