@@ -201,6 +201,20 @@ async def set_password(
     invalidate_after_commit(session, auth_cache, user.id)
 
 
+async def sign_out_everywhere(session: AsyncSession, actor: User, *, auth_cache: AuthCache) -> None:
+    """End every session of the caller on every device, this one included: every access and
+    refresh token issued before now stops working (``tokens_valid_after``, as after a password
+    change, but the password stays). The caller signs in again to get a new pair.
+
+    Raises:
+        UserNotFound: the account was deleted meanwhile.
+    """
+    user = await _load_self(session, actor)
+    user.tokens_valid_after = token_cutoff()
+    await session.flush()
+    invalidate_after_commit(session, auth_cache, user.id)  # cached "token is valid" decisions end too
+
+
 @dataclass(frozen=True, slots=True)
 class AdminGrant:
     """What :func:`grant_admin` did: the account's email, and which of created / promoted /
