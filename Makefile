@@ -7,20 +7,36 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-deep test-fast lint format lock audit bench bench-quick bench-fleet clean pg-cluster pg-cluster-down fleet fleet-down
+.PHONY: install install-runtime run test test-deep test-fast lint format lock audit bench bench-quick bench-fleet clean pg-cluster pg-cluster-down fleet fleet-down
 
-# Exactly the tested set: every package pinned with its hashes in requirements-dev.lock (runtime
-# plus dev tools; requirements.lock is the runtime set alone, for deployments). `make lock`
-# re-resolves them after a change to the dependencies in pyproject.toml.
+# Exactly the tested set, pinned with hashes: requirements.lock is what serving needs (`make run`),
+# requirements-dev.lock the same pins plus the development tools (`make test`, `make lint`, ...).
+# Each install leaves a stamp in the venv and is redone only when pyproject.toml or its lock
+# changes; the dev install stamps the runtime one too (it is a superset with the same pins).
+# `make lock` re-resolves both after a change to the dependencies in pyproject.toml: the dev set
+# first, then the runtime set constrained to its pins, so both locks name the same versions.
 LOCK_ARGS := --generate-hashes --universal --python-version 3.11 -q
 
-$(BIN)/.installed: pyproject.toml requirements-dev.lock
+# The editable install is built without build isolation (no index needed): setuptools comes from
+# the dev lock, hash-checked, also for a runtime-only venv.
+define install_locked
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(1)
+	sed -n '/^setuptools==/,/[^\\]$$/p' requirements-dev.lock > $(VENV)/build-requirements.lock
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(VENV)/build-requirements.lock
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+endef
+
+$(BIN)/.installed-runtime: pyproject.toml requirements.lock requirements-dev.lock
+	$(call install_locked,requirements.lock)
 	touch $@
 
+$(BIN)/.installed: pyproject.toml requirements.lock requirements-dev.lock
+	$(call install_locked,requirements-dev.lock)
+	touch $@ $(BIN)/.installed-runtime
+
 install: $(BIN)/.installed
+install-runtime: $(BIN)/.installed-runtime
 
 # The runtime lock is resolved within the dev lock (-c), so that both pin the same versions
 # (tests/test_lock.py): a dev tool's bound (botocore's on python-dateutil) holds for both.
@@ -34,7 +50,7 @@ lock: install
 audit: install
 	$(BIN)/pip-audit --strict --progress-spinner off --disable-pip --require-hashes -r requirements.lock
 
-run: install
+run: install-runtime
 	$(BIN)/taskhub serve --host $(HOST) --port $(PORT)
 
 test: install
@@ -83,10 +99,12 @@ clean:
 # The production topology as native processes (deploy/fleet/fleet.py): nginx in front of 3 API
 # instances, 2 workers, the relay, the PostgreSQL cluster above, the machine's Redis and RabbitMQ,
 # Prometheus. Prints the gateway's URL once it answers. Settings: TASKHUB_FLEET_* (docs/operations.md).
+# `make fleet SPLIT=1`: the split topology instead (gateway, auth x1, users x1, tasks x2,
+# notifications x1, workers, relay); `make fleet-down` stops either.
 FLEET := python3 deploy/fleet/fleet.py
 
 fleet: install
-	@$(FLEET) up
+	@$(if $(SPLIT),TASKHUB_FLEET_SPLIT=$(SPLIT)) $(FLEET) up
 
 fleet-down:
 	@$(FLEET) down

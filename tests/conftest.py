@@ -7,7 +7,8 @@ When it is unreachable the PostgreSQL run is skipped locally, but fails under ``
 A test that only means something on PostgreSQL (pool settings, row locks) is marked
 ``@pytest.mark.postgres_only``: it is then generated for the ``postgresql`` backend only, so it
 is neither run nor reported as skipped on SQLite; ``@pytest.mark.sharded_only`` likewise runs a
-test on the ``sharded`` backend alone.
+test on the ``sharded`` backend alone, and ``@pytest.mark.sqlite_only`` one whose behaviour no
+database changes (quick-add parsing, calendar arithmetic) on SQLite alone.
 
 The API suite (``tests/auth``, ``tasks``, ``users``, ``admin``) also runs on a third backend,
 ``pgbouncer``: the same PostgreSQL server behind a PgBouncer of the session's own in transaction
@@ -183,6 +184,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if sharded_only or split_only:
         metafunc.parametrize("backend", ["sharded" if sharded_only else "split"], indirect=True, scope="session")
+        return
+    if metafunc.definition.get_closest_marker("sqlite_only") is not None:
+        metafunc.parametrize("backend", ["sqlite"], indirect=True, scope="session")
         return
     names = list(BACKENDS)
     package = Path(str(metafunc.definition.fspath)).parent

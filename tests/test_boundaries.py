@@ -45,6 +45,7 @@ EXCEPTIONS = {
     ("auth.dependencies", "taskhub.users.models"): "the account is the principal's type",
     ("auth.router", "taskhub.users.service"): "registration creates the account row (users.service)",
     ("tasks.service", "taskhub.users.models"): "the acting account is the caller's type (no query)",
+    ("tasks.service", "taskhub.users.repository"): "a due day is read in the owner's time zone, share-locked",
     ("users.service", "taskhub.tasks.service"): "account deletion erases the owner's tasks in its transaction",
     ("notifications.repository", "taskhub.tasks.models"): "reminders scan due dates and read titles (read-only)",
     ("notifications.repository", "taskhub.users.models"): "the email outbox reads the recipient (read-only)",

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import asyncpg
+import httpx
 from sqlalchemy.engine import make_url
 
 from taskhub.config import Settings
@@ -17,12 +18,14 @@ from tests.pg_instances import PgInstance
 from tests.servers import TASKHUB, free_port, serve, taskhub_env
 
 
-def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], data_dir: Path, *, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """``taskhub *args`` with ``data_dir`` as data dir (embedded SQLite there), ``env`` on top of
-    :func:`taskhub_env`; run inside ``data_dir`` (its parent while it does not exist) so that no
-    ``.env`` file of the checkout is read."""
+    :func:`taskhub_env`, ``stdin`` as its input (not a terminal: prompts read lines from it); run
+    inside ``data_dir`` (its parent while it does not exist) so that no ``.env`` file of the
+    checkout is read."""
     return subprocess.run(
         [TASKHUB, *args],
+        input=stdin,
         env=taskhub_env(data_dir, **env),
         cwd=data_dir if data_dir.is_dir() else data_dir.parent,
         capture_output=True,
@@ -177,3 +180,95 @@ async def test_shard_by_owner_moves_existing_tasks_onto_the_shards(
 def test_shard_by_owner_refuses_sqlite(tmp_path: Path) -> None:
     done = run(["shard-by-owner", "postgresql+asyncpg://postgres@127.0.0.1:1/x"], tmp_path)
     assert done.returncode == 2 and "needs PostgreSQL" in done.stderr
+
+
+ADMIN_PW = "a strong admin passphrase"
+NEW_PW = "a brand new passphrase"
+
+
+def login(c: httpx.Client, email: str, password: str) -> httpx.Response:
+    return c.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+def test_create_admin_on_existing_accounts(tmp_path: Path) -> None:
+    """An existing admin is left alone unless --reset-password; an existing user is promoted with
+    the password kept (and none is asked for); a reset follows the password rules and revokes the
+    tokens issued before it."""
+    made = run(["create-admin", "--email", "boss@example.com"], tmp_path, TASKHUB_ADMIN_PASSWORD=ADMIN_PW)
+    assert made.returncode == 0, made.stderr
+    with serve(tmp_path) as server, server.client() as c:
+        body = {"email": "ann@example.com", "password": ADMIN_PW, "name": "Ann"}
+        assert c.post("/api/v1/auth/register", json=body).status_code == 201
+
+        again = run(["create-admin", "--email", "Boss@Example.com"], tmp_path, TASKHUB_ADMIN_PASSWORD=NEW_PW)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.strip() == (
+            "Boss@Example.com is already an admin: nothing changed (--reset-password sets a new password)"
+        )
+        assert login(c, "boss@example.com", NEW_PW).status_code == 401
+
+        # no TASKHUB_ADMIN_PASSWORD and nothing on stdin: no password is asked for
+        promoted = run(["create-admin", "--email", "ann@example.com"], tmp_path)
+        assert promoted.returncode == 0, promoted.stderr
+        assert promoted.stdout.strip() == (
+            "existing user ann@example.com: promoted to admin, password unchanged (--reset-password sets a new one)"
+        )
+        ann = login(c, "ann@example.com", ADMIN_PW).json()
+        me = c.get("/api/v1/users/me", headers={"Authorization": f"Bearer {ann['access_token']}"}).json()
+        assert (me["role"], me["name"]) == ("admin", "Ann")
+
+        before = login(c, "boss@example.com", ADMIN_PW).json()
+        reset = ["create-admin", "--email", "boss@example.com", "--reset-password"]
+        weak = run(reset, tmp_path, TASKHUB_ADMIN_PASSWORD="password")
+        assert weak.returncode == 1 and "too common" in weak.stderr
+        assert login(c, "boss@example.com", ADMIN_PW).status_code == 200
+
+        done = run(reset, tmp_path, TASKHUB_ADMIN_PASSWORD=NEW_PW)
+        assert done.returncode == 0, done.stderr
+        assert (
+            done.stdout.strip() == "existing user boss@example.com: password reset (its earlier tokens no longer work)"
+        )
+        assert login(c, "boss@example.com", ADMIN_PW).status_code == 401
+        after = login(c, "boss@example.com", NEW_PW)
+        assert after.status_code == 200
+        me = c.get("/api/v1/users/me", headers={"Authorization": f"Bearer {after.json()['access_token']}"}).json()
+        assert (me["role"], me["is_active"]) == ("admin", True)
+        # tokens issued before the reset (never used: no server cache holds a decision for them)
+        old = c.get("/api/v1/users/me", headers={"Authorization": f"Bearer {before['access_token']}"})
+        assert old.status_code == 401
+        assert c.post("/api/v1/auth/refresh", json={"refresh_token": before["refresh_token"]}).status_code == 401
+
+
+def test_reset_password_of_any_account(tmp_path: Path) -> None:
+    """Prompted twice (two lines on stdin); unknown account, weak or mismatched passwords change
+    nothing; a reset revokes the account's earlier tokens."""
+    with serve(tmp_path) as server, server.client() as c:
+        body = {"email": "cy@example.com", "password": ADMIN_PW, "name": "Cy"}
+        assert c.post("/api/v1/auth/register", json=body).status_code == 201
+        before = login(c, "cy@example.com", ADMIN_PW).json()
+
+        unknown = run(["reset-password", "--email", "nobody@example.com"], tmp_path, stdin=f"{NEW_PW}\n{NEW_PW}\n")
+        assert (unknown.returncode, unknown.stderr.strip()) == (
+            1,
+            "error: no account with the email 'nobody@example.com'",
+        )
+        reset = ["reset-password", "--email", "CY@example.com"]
+        weak = run(reset, tmp_path, stdin="password\npassword\n")
+        assert weak.returncode == 1 and "too common" in weak.stderr
+        mismatch = run(reset, tmp_path, stdin=f"{NEW_PW}\nsomething else\n")
+        assert mismatch.returncode != 0
+        assert login(c, "cy@example.com", NEW_PW).status_code == 401
+
+        done = run(reset, tmp_path, stdin=f"{NEW_PW}\n{NEW_PW}\n")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().endswith(
+            "password of cy@example.com reset; every token issued before no longer works"
+        )
+        assert login(c, "cy@example.com", ADMIN_PW).status_code == 401
+        after = login(c, "cy@example.com", NEW_PW)
+        assert after.status_code == 200
+        me = c.get("/api/v1/users/me", headers={"Authorization": f"Bearer {after.json()['access_token']}"}).json()
+        assert me["role"] == "user"
+        old = c.get("/api/v1/users/me", headers={"Authorization": f"Bearer {before['access_token']}"})
+        assert old.status_code == 401
+        assert c.post("/api/v1/auth/refresh", json={"refresh_token": before["refresh_token"]}).status_code == 401

@@ -19,6 +19,14 @@ instances, 2 ``taskhub worker`` processes, one ``taskhub relay``, the machine's 
 number of its own) and RabbitMQ (an exchange and queue prefix of its own), PostgreSQL, and a
 Prometheus of its own scraping every process. Standard library only, so any ``python3`` runs it.
 
+Split mode (``TASKHUB_FLEET_SPLIT=1``, ``make fleet SPLIT=1``; docs/operations.md, "Split mode"):
+nginx from deploy/nginx/split.conf.tmpl routes by path to ``taskhub serve --service`` instances
+(``auth-1``, ``users-1``, ``tasks-1``, ``tasks-2``, ``notifications-1``) instead of the 3 ``api-N``;
+access tokens are EdDSA: the auth service signs with the key set ``<run dir>/jwt_keys.json`` (made
+once by ``taskhub keys rotate``), the other services verify with its JWKS (``TASKHUB_JWT_JWKS_URL``),
+the workers and the relay read the key set. The first ``up`` decides the mode; it is kept in
+``state.json`` and a later ``up`` asking for the other mode is refused (``down`` first).
+
 Settings, all optional, from the environment:
 
     TASKHUB_FLEET_DIR            run directory (configs, logs, PIDs, state); ./.fleet
@@ -31,7 +39,8 @@ Settings, all optional, from the environment:
     TASKHUB_FLEET_PG_PORT_BASE   first of the cluster's ten ports; 15530
     TASKHUB_FLEET_REDIS_URL      redis://127.0.0.1:6379/1 (the fleet's own database number)
     TASKHUB_FLEET_AMQP_URL       amqp://guest:guest@127.0.0.1:5672/
-    TASKHUB_FLEET_API_INSTANCES  3;  TASKHUB_FLEET_WORKERS  2
+    TASKHUB_FLEET_API_INSTANCES  3 (not in split mode: its shape is SPLIT_SHAPE);  TASKHUB_FLEET_WORKERS  2
+    TASKHUB_FLEET_SPLIT          1: split mode (above); 0
     TASKHUB_FLEET_PROMETHEUS     1 (0: none, e.g. for the fault tests)
     TASKHUB_FLEET_STATIC_DIR     where ``taskhub export-static`` puts the dashboard's hashed files for
                                  nginx to serve; <run dir>/static
@@ -58,6 +67,7 @@ import secrets
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -72,6 +82,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 NGINX_TEMPLATE = REPO / "deploy" / "nginx" / "nginx.conf.tmpl"
+SPLIT_TEMPLATE = REPO / "deploy" / "nginx" / "split.conf.tmpl"
+#: Instances per service in split mode (issue 16's topology), in start order: auth first, since
+#: the others fetch its JWKS.
+SPLIT_SHAPE = {"auth": 1, "users": 1, "tasks": 2, "notifications": 1}
 PG_CLUSTER = REPO / "deploy" / "pg-cluster" / "pg_cluster.py"
 ALERTS = REPO / "deploy" / "monitoring" / "alerts.yml"
 MARKER = ".taskhub-fleet"  # `down` deletes only a directory carrying this file
@@ -150,6 +164,32 @@ def render_nginx(
     return _PLACEHOLDER.sub(fill, NGINX_TEMPLATE.read_text())
 
 
+def render_split_nginx(servers: dict[str, list[str]], *, listen: str, pid_file: str, temp_dir: str) -> str:
+    """deploy/nginx/split.conf.tmpl with its ``${NAME}`` placeholders filled in (nginx's own
+    ``$variables`` stay as they are).
+
+    Args:
+        servers: ``host:port`` of each instance, per service (every key of ``SPLIT_SHAPE``).
+        listen: nginx's ``listen`` argument.
+        pid_file, temp_dir: nginx's PID file and a writable directory for its temporary files.
+
+    Raises:
+        ValueError: a service of ``SPLIT_SHAPE`` has no instance, or a placeholder of the template
+            has no value (the template and this function disagree).
+    """
+    values = {"LISTEN": listen, "PID_FILE": pid_file, "TEMP_DIR": temp_dir}
+    for service in SPLIT_SHAPE:
+        if not servers.get(service):
+            raise ValueError(f"split mode needs at least one {service} instance")
+        values[f"{service.upper()}_SERVERS"] = "\n        ".join(
+            f"server {address} max_fails=1 fail_timeout=5s;" for address in servers[service]
+        )
+    rendered = string.Template(SPLIT_TEMPLATE.read_text()).safe_substitute(values)
+    if left := re.findall(r"\$\{([A-Z_]+)\}", rendered):
+        raise ValueError(f"no value for ${{{left[0]}}} in {SPLIT_TEMPLATE}")
+    return rendered
+
+
 # ---------------------------------------------------------------- layout and state
 
 
@@ -174,6 +214,7 @@ class Layout:
     amqp_url: str
     api_instances: int
     workers: int
+    split: bool
     prometheus: bool
     static_dir: Path
     rate: int
@@ -202,6 +243,7 @@ class Layout:
             amqp_url=os.environ.get("TASKHUB_FLEET_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             api_instances=_env_int("TASKHUB_FLEET_API_INSTANCES", 3),
             workers=_env_int("TASKHUB_FLEET_WORKERS", 2),
+            split=os.environ.get("TASKHUB_FLEET_SPLIT", "0") not in ("", "0", "false", "no"),
             prometheus=os.environ.get("TASKHUB_FLEET_PROMETHEUS", "1") not in ("0", "false", "no"),
             static_dir=Path(os.environ.get("TASKHUB_FLEET_STATIC_DIR") or run_dir / "static").resolve(),
             rate=_env_int("TASKHUB_FLEET_RATE", 500),
@@ -223,6 +265,12 @@ class State:
     database_url: str = ""
     replica_urls: list[str] = field(default_factory=list)
     created_database: str | None = None  # a database of the machine's PostgreSQL made by `up`
+    split: bool = False  # split mode (the services of SPLIT_SHAPE instead of api-N)
+
+    def api_names(self) -> list[str]:
+        """The HTTP instances' names, in start order: ``api-N``, or ``<service>-N`` when split."""
+        prefixes = tuple(f"{service}-" for service in SPLIT_SHAPE) if self.split else ("api-",)
+        return [name for name in self.ports if name.startswith(prefixes)]
 
     @property
     def exchange(self) -> str:
@@ -264,13 +312,15 @@ def save_state(layout: Layout, state: State) -> None:
 
 def new_state(layout: Layout) -> State:
     ports = {"gateway": layout.gateway_port or free_port()}
-    for i in range(1, layout.api_instances + 1):
-        ports[f"api-{i}"] = free_port()
+    shape = SPLIT_SHAPE if layout.split else {"api": layout.api_instances}
+    for service, count in shape.items():
+        for i in range(1, count + 1):
+            ports[f"{service}-{i}"] = free_port()
     for i in range(1, layout.workers + 1):
         ports[f"worker-{i}"] = free_port()  # its /metrics
     ports["relay"] = free_port()  # its /metrics
     ports["prometheus"] = free_port()
-    return State(fleet_id=secrets.token_hex(4), ports=ports)
+    return State(fleet_id=secrets.token_hex(4), ports=ports, split=layout.split)
 
 
 @contextlib.contextmanager
@@ -301,6 +351,7 @@ class Component:
     argv: list[str]
     env: dict[str, str]
     health: str | None  # GET answering 200 once the process is ready; None: being alive is enough
+    barrier: bool = False  # the next processes start only once this one is healthy
 
     def pidfile(self, layout: Layout) -> Path:
         return layout.run_dir / "pids" / f"{self.name}.pid"
@@ -534,7 +585,8 @@ def taskhub_env(layout: Layout, state: State) -> dict[str, str]:
             "TASKHUB_LOG_FORMAT": "json",
             "TASKHUB_RELAY_ENABLED": "false",  # the relay runs as its own process
             "TASKHUB_AUTO_MIGRATE": "false",  # `up` migrates once, before any instance starts
-            # 3 instances + 2 workers + relay, 10 + 10 connections each at most: 120 < the cluster's 200.
+            # 3 instances (5 when split) + 2 workers + relay, 10 + 10 connections each at most:
+            # 160 < the cluster's 200.
             "TASKHUB_DATABASE_POOL_SIZE": env.get("TASKHUB_DATABASE_POOL_SIZE", "10"),
             "TASKHUB_DATABASE_MAX_OVERFLOW": env.get("TASKHUB_DATABASE_MAX_OVERFLOW", "10"),
         }
@@ -542,14 +594,36 @@ def taskhub_env(layout: Layout, state: State) -> dict[str, str]:
     return env
 
 
+def keys_file(layout: Layout) -> Path:
+    """The split fleet's EdDSA key set (``taskhub keys rotate`` makes it in ``prepare_release``)."""
+    return layout.run_dir / "jwt_keys.json"
+
+
+def split_envs(layout: Layout, state: State, env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments of split mode: (signers, verifiers). The auth service, the workers and the
+    relay read the key-set file; the other services verify with the auth service's JWKS
+    (docs/security.md, "Access-token keys")."""
+    eddsa = {**env, "TASKHUB_JWT_ALGORITHM": "EdDSA"}
+    jwks = f"http://127.0.0.1:{state.ports['auth-1']}/.well-known/jwks.json"
+    return {**eddsa, "TASKHUB_JWT_KEYS_FILE": str(keys_file(layout))}, {**eddsa, "TASKHUB_JWT_JWKS_URL": jwks}
+
+
 def components(layout: Layout, state: State) -> list[Component]:
     """Every process of the fleet, in start order (stopped in reverse)."""
     env = taskhub_env(layout, state)
+    verifier_env = env
+    if state.split:
+        env, verifier_env = split_envs(layout, state, env)
     result = []
-    for i in range(1, layout.api_instances + 1):
-        port = state.ports[f"api-{i}"]
+    for name in state.api_names():
+        port = state.ports[name]
         argv = [layout.taskhub, "serve", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-        result.append(Component(f"api-{i}", argv, env, f"http://127.0.0.1:{port}/health"))
+        service = name.rsplit("-", 1)[0]
+        if state.split:
+            argv += ["--service", service]
+        own_env = env if service in ("api", "auth") else verifier_env
+        # auth first and alone: the other services fetch its JWKS when they start.
+        result.append(Component(name, argv, own_env, f"http://127.0.0.1:{port}/health", barrier=service == "auth"))
     result.append(
         Component("relay", [layout.taskhub, "relay"], {**env, "TASKHUB_METRICS_PORT": str(state.ports["relay"])}, None)
     )
@@ -579,21 +653,30 @@ def components(layout: Layout, state: State) -> list[Component]:
 
 
 def prometheus_config(layout: Layout, state: State) -> str:
-    """Prometheus's configuration: every instance, worker and the relay, every 5 s."""
+    """Prometheus's configuration: every instance, worker and the relay, every 5 s. In split mode
+    the instances stay one job, ``taskhub-api`` (what deploy/monitoring/alerts.yml watches), with a
+    ``service`` label per target group (``auth``, ``users``, ``tasks``, ``notifications``)."""
 
-    def job(name: str, targets: list[str], token: bool) -> str:
-        lines = [f"  - job_name: {name}", "    static_configs:", f"      - targets: {json.dumps(targets)}"]
+    def job(name: str, groups: dict[str, list[str]], token: bool) -> str:
+        lines = [f"  - job_name: {name}", "    static_configs:"]
+        for service, targets in groups.items():
+            lines.append(f"      - targets: {json.dumps(targets)}")
+            if service:
+                lines += ["        labels:", f"          service: {service}"]
         if token:
             lines += ["    authorization:", f"      credentials_file: {layout.run_dir / 'metrics_token'}"]
         return "\n".join(lines)
 
-    api = [f"127.0.0.1:{state.ports[f'api-{i}']}" for i in range(1, layout.api_instances + 1)]
-    workers = [f"127.0.0.1:{state.ports[f'worker-{i}']}" for i in range(1, layout.workers + 1)]
+    api: dict[str, list[str]] = {}
+    for name in state.api_names():
+        service = name.rsplit("-", 1)[0] if state.split else ""
+        api.setdefault(service, []).append(f"127.0.0.1:{state.ports[name]}")
+    workers = {"": [f"127.0.0.1:{state.ports[f'worker-{i}']}" for i in range(1, layout.workers + 1)]}
     jobs = [
         job("taskhub-api", api, token=True),
         job("taskhub-worker", workers, token=False),
-        job("taskhub-relay", [f"127.0.0.1:{state.ports['relay']}"], token=False),
-        job("prometheus", [f"127.0.0.1:{state.ports['prometheus']}"], token=False),
+        job("taskhub-relay", {"": [f"127.0.0.1:{state.ports['relay']}"]}, token=False),
+        job("prometheus", {"": [f"127.0.0.1:{state.ports['prometheus']}"]}, token=False),
     ]
     head = f"global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\nrule_files:\n  - {ALERTS}\nscrape_configs:\n"
     return head + "\n".join(jobs) + "\n"
@@ -615,34 +698,59 @@ def prepare_run_dir(layout: Layout) -> State:
         state = new_state(layout)
         if not port_free(state.ports["gateway"]):
             raise SetupError(f"port {state.ports['gateway']} is taken: set TASKHUB_FLEET_PORT (0: any free port)")
+    elif state.split != layout.split:
+        # Half of one mode and half of the other would share a gateway port and a database.
+        running, asked = ("split", "single") if state.split else ("single", "split")
+        raise SetupError(f"the fleet in {layout.run_dir} runs in {running} mode, not {asked}: `down` it first")
     save_state(layout, state)
     return state
 
 
 def write_configs(layout: Layout, state: State) -> None:
-    api = [f"127.0.0.1:{state.ports[f'api-{i}']}" for i in range(1, layout.api_instances + 1)]
-    conf = render_nginx(
-        api,
-        listen=f"127.0.0.1:{state.ports['gateway']}",
-        static_dir=str(layout.static_dir),
-        temp_dir=str(layout.run_dir / "tmp"),
-        access_log=str(layout.run_dir / "logs" / "nginx-access.log"),
-        error_log=str(layout.run_dir / "logs" / "nginx-error.log"),
-        pid_file=str(layout.run_dir / "nginx.pid"),
-        worker_processes="1",  # a single worker: the instances, not nginx, need the cores here
-        rate=layout.rate,
-        burst=layout.burst,
-    )
+    if state.split:
+        servers: dict[str, list[str]] = {}
+        for name in state.api_names():
+            servers.setdefault(name.rsplit("-", 1)[0], []).append(f"127.0.0.1:{state.ports[name]}")
+        (layout.run_dir / "tmp").mkdir(exist_ok=True)
+        conf = render_split_nginx(
+            servers,
+            listen=f"127.0.0.1:{state.ports['gateway']}",
+            pid_file=str(layout.run_dir / "nginx.pid"),
+            temp_dir=str(layout.run_dir / "tmp"),
+        )
+    else:
+        conf = render_nginx(
+            [f"127.0.0.1:{state.ports[name]}" for name in state.api_names()],
+            listen=f"127.0.0.1:{state.ports['gateway']}",
+            static_dir=str(layout.static_dir),
+            temp_dir=str(layout.run_dir / "tmp"),
+            access_log=str(layout.run_dir / "logs" / "nginx-access.log"),
+            error_log=str(layout.run_dir / "logs" / "nginx-error.log"),
+            pid_file=str(layout.run_dir / "nginx.pid"),
+            worker_processes="1",  # a single worker: the instances, not nginx, need the cores here
+            rate=layout.rate,
+            burst=layout.burst,
+        )
     (layout.run_dir / "nginx.conf").write_text(conf)
     (layout.run_dir / "prometheus.yml").write_text(prometheus_config(layout, state))
 
 
 def prepare_release(layout: Layout, state: State) -> None:
     """What a deploy does before the instances start: migrate the database, and export the
-    dashboard's hashed files for nginx (additive: the files of a running version stay)."""
+    dashboard's hashed files for nginx (additive: the files of a running version stay). In split
+    mode: migrate, and make the EdDSA key set once (the split gateway sends the dashboard's files
+    to the services, so there is nothing to export)."""
     env = taskhub_env(layout, state)
-    for argv in ([layout.taskhub, "migrate"], [layout.taskhub, "export-static", str(layout.static_dir)]):
-        done = subprocess.run(argv, env=env, cwd=layout.run_dir, capture_output=True, text=True, check=False)  # noqa: S603
+    steps: list[tuple[list[str], dict[str, str]]] = [([layout.taskhub, "migrate"], env)]
+    if not state.split:
+        steps.append(([layout.taskhub, "export-static", str(layout.static_dir)], env))
+    elif not keys_file(layout).exists():
+        # Development mode: production refuses a key file that does not exist yet, and this is
+        # the step that makes it (mode 0600, one signing key).
+        keys_env = {**split_envs(layout, state, env)[0], "TASKHUB_ENV": "development"}
+        steps.append(([layout.taskhub, "keys", "rotate"], keys_env))
+    for argv, step_env in steps:
+        done = subprocess.run(argv, env=step_env, cwd=layout.run_dir, capture_output=True, text=True, check=False)  # noqa: S603
         if done.returncode != 0:
             raise SetupError(f"{' '.join(argv[1:])} failed:\n{done.stdout}{done.stderr}")
 
@@ -671,6 +779,8 @@ def up(layout: Layout) -> str:
                 if check.returncode != 0:
                     raise SetupError(f"nginx -t failed:\n{check.stderr}")
             started.append((component, spawn(layout, component)))
+            if component.barrier:
+                wait_healthy(layout, component, started[-1][1])
         for component, pid in started:
             wait_healthy(layout, component, pid)
         url = gateway_url(state)
@@ -705,7 +815,7 @@ def down(layout: Layout) -> None:
     with locked(layout.run_dir / ".lock"):
         names = sorted(p.stem for p in (layout.run_dir / "pids").glob("*.pid"))
         order = ["prometheus", "nginx"] + [n for n in names if n.startswith("worker-")] + ["relay"]
-        order += [n for n in names if n.startswith("api-")]
+        order += [n for n in names if n.startswith(("api-", *(f"{s}-" for s in SPLIT_SHAPE)))]
         # The gateway first (no new requests reach the instances), then everything else at once.
         stop(layout, [n for n in ("prometheus", "nginx") if n in names])
         stop(layout, [n for n in order if n in names] + [n for n in names if n not in order])
@@ -724,6 +834,7 @@ def status(layout: Layout) -> dict[str, Any]:
     pids = {p.stem: recorded_pid(layout, p.stem) for p in sorted((layout.run_dir / "pids").glob("*.pid"))}
     return {
         "running": True,
+        "split": state.split,
         "run_dir": str(layout.run_dir),
         "url": gateway_url(state),
         "ports": state.ports,

@@ -1,5 +1,5 @@
-"""The ``taskhub`` command line (typer): serve, migrate, create-admin, seed-demo, purge, openapi,
-relay, worker, dlq, export-static, graphql-schema, keys."""
+"""The ``taskhub`` command line (typer): serve, migrate, create-admin, reset-password, seed-demo,
+purge, openapi, relay, worker, dlq, export-static, graphql-schema, keys."""
 
 from __future__ import annotations
 
@@ -155,43 +155,143 @@ def shard_by_owner(
     typer.echo(f"tasks and idempotency keys are hash-partitioned by owner over {len(shard_urls)} shards")
 
 
-async def _create_admin(settings: Settings, email: str, name: str, password: str) -> str:
-    from taskhub.core.security import PasswordHasher, normalize_email
+def _cli_auth_cache(settings: Settings) -> Any:
+    """The auth-decision cache a command invalidates after changing an account: the servers'
+    shared one in Redis mode (they see the change at once), else none (each server's in-process
+    cache forgets a decision after at most 30 s: ``auth/cache.py``)."""
+    from taskhub.auth.cache import NullAuthCache, RedisAuthCache
+
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        return RedisAuthCache(Redis.from_url(settings.redis_url))
+    return NullAuthCache()
+
+
+async def _account(settings: Settings, email: str) -> tuple[str, bool] | None:
+    """``(role, is_active)`` of the account ``email``, or None."""
+    from taskhub.core.security import normalize_email
     from taskhub.db.session import Database
     from taskhub.users import repository as user_repo
+
+    db = Database(settings)
+    try:
+        async with db.unit_of_work(readonly=True) as session:
+            user = await user_repo.get_by_email(session, normalize_email(email))
+            return None if user is None else (user.role, user.is_active)
+    finally:
+        await db.dispose()
+
+
+async def _create_admin(settings: Settings, email: str, name: str, password: str | None, reset: bool) -> str:
+    from taskhub.core.security import PasswordHasher
+    from taskhub.db.session import Database
     from taskhub.users import service as user_service
 
     db = Database(settings)
     hasher = PasswordHasher.from_settings(settings)
+    auth_cache = _cli_auth_cache(settings)
     try:
         async with db.unit_of_work() as session:
-            existing = await user_repo.get_by_email(session, normalize_email(email))
-            if existing is not None:
-                existing.role = "admin"
-                existing.is_active = True
-                return f"promoted existing user {existing.email} to admin"
-            user = await user_service.create_user(
-                session, hasher, email=email, password=password, name=name, role="admin"
+            grant = await user_service.grant_admin(
+                session,
+                hasher,
+                email=email,
+                name=name,
+                password=password,
+                reset_password=reset,
+                auth_cache=auth_cache,
             )
-            return f"created admin {user.email} ({user.id})"
     finally:
+        await auth_cache.aclose()
         await db.dispose()
+    if grant.created:
+        return f"created admin {grant.email} ({grant.user_id})"
+    done = [
+        what
+        for what, happened in (
+            ("promoted to admin", grant.promoted),
+            ("re-activated", grant.reactivated),
+            ("password reset (its earlier tokens no longer work)", grant.password_reset),
+        )
+        if happened
+    ]
+    if not grant.password_reset:
+        done.append("password unchanged (--reset-password sets a new one)")
+    return f"existing user {grant.email}: " + ", ".join(done)
+
+
+def _new_password(settings: Settings, *, env: bool) -> str:
+    """The new password: ``TASKHUB_ADMIN_PASSWORD`` (when ``env``) or a hidden prompt typed twice
+    (read from stdin when it is not a terminal: two lines)."""
+    if env and settings.admin_password:
+        return settings.admin_password
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
 
 
 @app.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(help="Admin email")],
-    name: Annotated[str, typer.Option(help="Display name")] = "Administrator",
+    name: Annotated[str, typer.Option(help="Display name (new accounts only)")] = "Administrator",
+    reset_password: Annotated[
+        bool, typer.Option("--reset-password", help="Also set a new password on an existing account")
+    ] = False,
 ) -> None:
-    """Create the first admin (or promote an existing account). Password: TASKHUB_ADMIN_PASSWORD or a prompt."""
+    """Create an admin, or promote (and re-activate) an existing account, keeping its password
+    unless --reset-password. An account that already is an active admin is left alone.
+    Password: TASKHUB_ADMIN_PASSWORD or a prompt."""
     from taskhub.core.errors import DomainError
 
     settings = _settings()
-    password = settings.admin_password or typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     if settings.is_sqlite:
         asyncio.run(_migrate(settings))
+    existing = asyncio.run(_account(settings, email))
+    if existing == ("admin", True) and not reset_password:
+        typer.echo(f"{email} is already an admin: nothing changed (--reset-password sets a new password)")
+        return
+    password = _new_password(settings, env=True) if existing is None or reset_password else None
     try:
-        typer.echo(asyncio.run(_create_admin(settings, email, name, password)))
+        typer.echo(asyncio.run(_create_admin(settings, email, name, password, reset_password)))
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+
+
+async def _reset_password(settings: Settings, email: str, password: str) -> str:
+    from taskhub.core.security import PasswordHasher
+    from taskhub.db.session import Database
+    from taskhub.users import service as user_service
+
+    db = Database(settings)
+    hasher = PasswordHasher.from_settings(settings)
+    auth_cache = _cli_auth_cache(settings)
+    try:
+        async with db.unit_of_work() as session:
+            user = await user_service.reset_password(
+                session, hasher, email=email, password=password, auth_cache=auth_cache
+            )
+            return f"password of {user.email} reset; every token issued before no longer works"
+    finally:
+        await auth_cache.aclose()
+        await db.dispose()
+
+
+@app.command("reset-password")
+def reset_password_cmd(email: Annotated[str, typer.Option(help="Email of the account (any role)")]) -> None:
+    """Set a new password on any account and revoke its tokens, as a password change does.
+    Password: a prompt typed twice (or two lines on stdin); the usual password rules apply."""
+    from taskhub.core.errors import DomainError
+
+    settings = _settings()
+    if settings.is_sqlite:
+        asyncio.run(_migrate(settings))
+    if asyncio.run(_account(settings, email)) is None:
+        typer.echo(f"error: no account with the email {email!r}", err=True)
+        raise typer.Exit(1)
+    password = _new_password(settings, env=False)
+    try:
+        typer.echo(asyncio.run(_reset_password(settings, email, password)))
     except DomainError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from exc

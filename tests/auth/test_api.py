@@ -22,7 +22,8 @@ class TestRegister:
         )
         assert r.status_code == 201
         body = r.json()
-        assert set(body) == {"id", "email", "name", "role", "is_active", "created_at", "updated_at"}
+        assert set(body) == {"id", "email", "name", "role", "is_active", "time_zone", "created_at", "updated_at"}
+        assert body["time_zone"] == "UTC"
         assert body["email"] == "Ann@Example.io"
         assert body["name"] == "Ann"
         assert body["role"] == "user"
@@ -299,6 +300,33 @@ class TestInvalidation:
         assert me.status_code == 200
         bad = await client.post("/api/v1/auth/login", json={"email": "m@x.io", "password": PASSWORD})
         assert bad.status_code == 401
+
+    async def test_logout_all_ends_every_session_but_keeps_the_password(
+        self, api: Api, client: httpx.AsyncClient
+    ) -> None:
+        await api.register("all@x.io")
+        laptop = await api.login("all@x.io")
+        phone = await api.login("all@x.io")
+        laptop_h = {"Authorization": f"Bearer {laptop['access_token']}"}
+        phone_h = {"Authorization": f"Bearer {phone['access_token']}"}
+        assert (await client.get("/api/v1/users/me", headers=phone_h)).status_code == 200  # cached as valid
+        r = await client.post("/api/v1/auth/logout-all", headers=laptop_h)
+        assert r.status_code == 204
+        cookie = r.headers["set-cookie"]
+        assert cookie.startswith('taskhub_refresh=""') and "Path=/api/v1/auth" in cookie and "Max-Age=0" in cookie
+        for h in (laptop_h, phone_h):
+            assert (await client.get("/api/v1/users/me", headers=h)).status_code == 401
+        for pair in (laptop, phone):
+            refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+            assert refreshed.status_code == 401
+        again = await api.login("all@x.io")  # the same password signs in at once
+        me = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {again['access_token']}"})
+        assert me.status_code == 200
+
+    async def test_logout_all_needs_a_token(self, client: httpx.AsyncClient) -> None:
+        r = await client.post("/api/v1/auth/logout-all")
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
 
 
 class TestExpiry:

@@ -7,7 +7,9 @@ session's shared one, because downgrading drops every table.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,8 @@ import pytest_asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from taskhub.config import Settings
@@ -103,3 +106,55 @@ class TestDrift:
         assert drift == [], (
             "the models differ from the migrated schema: add a migration (alembic revision --autogenerate)"
         )
+
+
+class TestTimeZoneAllDay:
+    async def test_existing_rows_become_utc_users_and_timed_tasks(self, empty_engine: AsyncEngine) -> None:
+        """0005 on a database with data: users get ``UTC``, tasks stay timed (their ``due_date``
+        untouched); the all-day rule is a CHECK constraint; downgrading keeps every task."""
+        await migrate.upgrade(empty_engine, "0004_outbox_headers")
+        user_id, task_id = uuid.uuid4(), uuid.uuid4()
+        now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+        due = datetime(2026, 12, 24, 17, 0, tzinfo=UTC)
+        naive = empty_engine.dialect.name == "sqlite"  # SQLite keeps naive UTC text (db/base.UTCDateTime)
+
+        def ts(value: datetime) -> datetime:
+            return value.replace(tzinfo=None) if naive else value
+
+        async with empty_engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, email, email_normalized, name, password_hash, role, is_active,"
+                    " tokens_valid_after, created_at, updated_at) VALUES (:id, 'a@x.io', 'a@x.io', 'A', 'h',"
+                    " 'user', true, :now, :now, :now)"
+                ),
+                {"id": user_id if not naive else user_id.hex, "now": ts(now)},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO tasks (id, owner_id, title, description, status, priority, priority_rank, due_date,"
+                    " tags, created_at, updated_at, version) VALUES (:id, :owner, 't', '', 'todo', 'medium', 2,"
+                    " :due, '[]', :now, :now, 1)"
+                ),
+                {
+                    "id": task_id if not naive else task_id.hex,
+                    "owner": user_id if not naive else user_id.hex,
+                    "due": ts(due),
+                    "now": ts(now),
+                },
+            )
+        await migrate.upgrade(empty_engine)
+        async with empty_engine.begin() as conn:
+            assert (await conn.execute(text("SELECT time_zone FROM users"))).scalar_one() == "UTC"
+            assert (await conn.execute(text("SELECT count(*) FROM tasks"))).scalar_one() == 1
+            row = (await conn.execute(text("SELECT all_day, due_on, due_date FROM tasks"))).one()
+            assert (bool(row.all_day), row.due_on) == (False, None)
+            assert row.due_date in (ts(due), str(ts(due)), due)
+        for bad in ("all_day = true", "due_on = '2026-12-24'"):  # the rule holds in the database itself
+            with pytest.raises(IntegrityError):
+                async with empty_engine.begin() as conn:
+                    await conn.execute(text(f"UPDATE tasks SET {bad}"))
+        await migrate.downgrade(empty_engine, "0004_outbox_headers")
+        async with empty_engine.begin() as conn:  # nothing cascaded away on the way down
+            assert (await conn.execute(text("SELECT count(*) FROM tasks"))).scalar_one() == 1
+            assert (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one() == 1

@@ -218,6 +218,47 @@ class TestConfiguration:
             fleet.render_nginx(["a:1"], listen="80", static_dir="/x")
 
 
+class TestSplitConfiguration:
+    """The fleet's rendering of deploy/nginx/split.conf.tmpl (``make fleet SPLIT=1``); the real
+    services behind it are exercised by tests/integration/test_fleet_split.py."""
+
+    SERVERS = {
+        "auth": ["127.0.0.1:1"],
+        "users": ["127.0.0.1:2"],
+        "tasks": ["127.0.0.1:3", "127.0.0.1:4"],
+        "notifications": ["127.0.0.1:5"],
+    }
+
+    def test_nginx_accepts_the_split_rendering(self, tmp_path: Path) -> None:
+        (tmp_path / "tmp").mkdir()
+        conf = fleet.render_split_nginx(
+            self.SERVERS, listen="127.0.0.1:1", pid_file=str(tmp_path / "nginx.pid"), temp_dir=str(tmp_path / "tmp")
+        )
+        assert "${" not in conf  # every field filled; nginx's own $variables stay
+        assert "proxy_set_header Host $http_host;" in conf
+        (tmp_path / "nginx.conf").write_text(conf)
+        argv = [str(NGINX), "-e", str(tmp_path / "error.log"), "-c", str(tmp_path / "nginx.conf"), "-t"]
+        checked = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stderr
+        assert conf.count("server 127.0.0.1:") == 5
+        assert "server 127.0.0.1:3 max_fails=1 fail_timeout=5s;\n        server 127.0.0.1:4" in conf
+
+    def test_a_service_without_an_instance_is_an_error(self) -> None:
+        with pytest.raises(ValueError, match="at least one notifications instance"):
+            fleet.render_split_nginx(
+                {**self.SERVERS, "notifications": []}, listen="80", pid_file="/x/pid", temp_dir="/x"
+            )
+
+    def test_a_split_template_field_without_a_value_is_an_error(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        template = tmp_path / "t.conf"
+        template.write_text("listen ${LISTEN}; root ${SOMETHING_NEW}; set $x $host;\n")
+        monkeypatch.setattr(fleet, "SPLIT_TEMPLATE", template)
+        with pytest.raises(ValueError, match=r"\$\{SOMETHING_NEW\}"):
+            fleet.render_split_nginx(self.SERVERS, listen="80", pid_file="/x/pid", temp_dir="/x")
+
+
 class TestRetries:
     """Both instances answer 503 (or 502): how many reached an instance tells whether nginx
     sent the request again."""

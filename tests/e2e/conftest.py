@@ -211,13 +211,14 @@ def probe(page: Any) -> PageProbe:
 
 @pytest.fixture(scope="session")
 def shots() -> Callable[..., None]:
-    """``shots(page, "name")``: save ``name-1440.png`` and ``name-360.png`` (full page, or one element)."""
+    """``shots(page, "name")``: save ``name-1440.png`` and ``name-360.png`` (full page, or one element);
+    ``widths`` picks other widths (the daily-flow tests use 1440 and 390, an iPhone's width)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def take(page: Any, name: str, selector: str | None = None) -> None:
+    def take(page: Any, name: str, selector: str | None = None, widths: tuple[int, ...] = WIDTHS) -> None:
         original = page.viewport_size
         try:
-            for width in WIDTHS:
+            for width in widths:
                 page.set_viewport_size({"width": width, "height": 900})
                 page.wait_for_timeout(50)
                 path = SCREENSHOTS / f"{name}-{width}.png"

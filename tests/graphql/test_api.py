@@ -25,7 +25,9 @@ pytestmark = pytest.mark.asyncio
 
 H = dict[str, str]
 
-TASK_FIELDS = "id title description status priority dueDate tags ownerId createdAt updatedAt completedAt version"
+TASK_FIELDS = (
+    "id title description status priority dueDate allDay dueOn tags ownerId createdAt updatedAt completedAt version"
+)
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ class TestQueries:
         body = await gql(
             client,
             """query($id: ID!) {
-              viewer { id email name role isActive createdAt updatedAt }
+              viewer { id email name role isActive timeZone createdAt updatedAt }
               task(id: $id) { FIELDS }
               tasks { edges { node { FIELDS } } pageInfo { hasNextPage } }
               stats { total overdue completedLast7Days byStatus { todo inProgress done } byPriority { low medium high } }
@@ -143,6 +145,22 @@ class TestQueries:
             "by_priority": stats["byPriority"],
         } == rest_stats
         assert stats["byStatus"] == {"todo": 1, "inProgress": 0, "done": 1}
+
+    async def test_all_day_task_and_time_zone(self, client: httpx.AsyncClient, api: Api, alice: H) -> None:
+        await client.patch("/api/v1/users/me", json={"time_zone": "Europe/Berlin"}, headers=alice)
+        made = await api.task(alice, title="Rent", due_date="2027-01-01")
+        body = await gql(
+            client,
+            "query($id: ID!) { viewer { timeZone } task(id: $id) { dueDate allDay dueOn } }",
+            alice,
+            id=made["id"],
+        )
+        assert body == {
+            "data": {
+                "viewer": {"timeZone": "Europe/Berlin"},
+                "task": {"dueDate": "2027-01-01T22:59:59.999999Z", "allDay": True, "dueOn": "2027-01-01"},
+            }
+        }
 
     async def test_someone_elses_task_is_not_found(self, client: httpx.AsyncClient, api: Api, alice: H, bob: H) -> None:
         theirs = await api.task(bob, title="bob's")
@@ -476,8 +494,9 @@ class TestLimits:
         app, client = quiet
         alice = alice_quiet
         # Per task: edges 1 + node 1 + 12 fields + owner (1 + 7) = 22; x100 + 1 = 2,201 per alias.
+        twelve = "id title description status priority dueDate tags ownerId createdAt updatedAt completedAt version"
         node = "edges { node { FIELDS owner { id email name role isActive createdAt updatedAt } } }".replace(
-            "FIELDS", TASK_FIELDS
+            "FIELDS", twelve
         )
         two = "query($n: Int!) { a: tasks(first: $n) { NODE } b: tasks(first: $n) { NODE } }".replace("NODE", node)
         assert "errors" not in await gql(client, two, alice, n=100)  # 4,402

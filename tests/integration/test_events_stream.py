@@ -30,6 +30,14 @@ class Stream:
     status: int = 0
     task: asyncio.Task[None] | None = None
 
+    async def wait_open(self, within: float = 5.0) -> None:
+        """Until the stream answered 200 and sent its first heartbeat (it is then subscribed and
+        reading: a fixed sleep raced the subscription on a loaded machine)."""
+        deadline = time.monotonic() + within
+        while not (self.status == 200 and self.comments >= 1):
+            assert not self.ended and time.monotonic() < deadline, f"stream not open (status {self.status})"
+            await asyncio.sleep(0.01)
+
     async def wait_for(self, count: int, within: float = 5.0) -> None:
         deadline = time.monotonic() + within
         while len(self.events) < count:
@@ -93,8 +101,8 @@ async def test_a_write_on_one_instance_reaches_a_stream_on_another_and_resume_is
     bob = login(a.url, "demo2@example.com", "demo-password-2026")
     ann_on_b = open_stream(b.url, ann)
     bob_on_b = open_stream(b.url, bob)
-    await asyncio.sleep(0.5)
-    assert ann_on_b.status == 200 and bob_on_b.status == 200
+    await ann_on_b.wait_open()
+    await bob_on_b.wait_open()
 
     async with httpx.AsyncClient(base_url=a.url, timeout=10) as ca:
         latencies = []

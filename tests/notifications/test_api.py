@@ -146,6 +146,30 @@ async def test_the_scheduler_reminds_once_per_task_and_kind_however_many_run(
         assert first["total"] == 2 and len(first["items"]) == 1
 
 
+async def test_the_scheduler_reads_all_day_tasks_by_the_end_of_their_day(
+    app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
+) -> None:
+    """An all-day task (America/New_York) is due soon in the 24 h before its day ends there and
+    overdue once it has ended, not when the day ends in UTC."""
+    app = await app_factory(settings_factory(scheduler_interval=3600))
+    async with client_for(app) as client:
+        body = {"email": "allday@x.io", "password": "correct horse battery staple", "name": "A"}
+        registered = await client.post("/api/v1/auth/register", json={**body, "time_zone": "America/New_York"})
+        assert registered.status_code == 201
+        api = Api(client)
+        tokens = await api.login("allday@x.io")
+        h = {"Authorization": f"Bearer {tokens['access_token']}"}
+        task = await api.task(h, title="rent", due_date="2030-01-10")
+        assert task["due_date"] == "2030-01-11T04:59:59.999999Z"  # midnight in New York, -05:00
+        db, settings = ctx_of(app).db, ctx_of(app).settings
+        before_window = datetime(2030, 1, 10, 4, 59, tzinfo=UTC)
+        assert await schedule_reminders(db, settings, now=before_window) == {"due_soon": 0, "overdue": 0}
+        utc_next_day = datetime(2030, 1, 11, 0, 30, tzinfo=UTC)  # 19:30 on the 10th in New York
+        assert await schedule_reminders(db, settings, now=utc_next_day) == {"due_soon": 1, "overdue": 0}
+        day_over = datetime(2030, 1, 11, 5, 0, tzinfo=UTC)  # 00:00 on the 11th in New York
+        assert await schedule_reminders(db, settings, now=day_over) == {"due_soon": 0, "overdue": 1}
+
+
 async def test_history_counts_created_and_completed_per_day(
     app_factory: Callable[..., Any], settings_factory: Callable[..., Settings]
 ) -> None:

@@ -95,3 +95,61 @@ class TestMe:
         all_tasks = (await client.get(f"/api/v1/admin/tasks?owner_id={owner}", headers=admin)).json()
         assert all_tasks["total"] == 0
         await api.register("u7@x.io")  # the email is free again
+
+
+BAD_ZONES = [
+    ("Mars/Olympus_Mons", "value_error"),
+    ("europe/berlin", "value_error"),  # names are case-sensitive, as in the tz database
+    ("+01:00", "value_error"),
+    ("localtime", "value_error"),  # host-dependent
+    ("../../etc/passwd", "value_error"),
+    ("", "too_short"),
+    ("A" * 65, "too_long"),
+    ("Europe/Berlin\u0000", "value_error"),
+    (1, "string_type"),
+]
+
+
+class TestTimeZone:
+    async def test_defaults_to_utc_and_changes(self, api: Api, client: httpx.AsyncClient) -> None:
+        created = await api.register("tz1@x.io")
+        assert created["time_zone"] == "UTC"
+        h = {"Authorization": f"Bearer {(await api.login('tz1@x.io'))['access_token']}"}
+        r = await client.patch("/api/v1/users/me", json={"time_zone": "Asia/Kolkata"}, headers=h)
+        assert r.status_code == 200, r.text
+        assert (r.json()["time_zone"], r.json()["name"]) == ("Asia/Kolkata", "Test User")
+        assert r.json()["updated_at"] > created["updated_at"]
+        me = (await client.get("/api/v1/users/me", headers=h)).json()
+        assert me["time_zone"] == "Asia/Kolkata"
+        both = await client.patch("/api/v1/users/me", json={"time_zone": "UTC", "name": "Tee"}, headers=h)
+        assert (both.json()["time_zone"], both.json()["name"]) == ("UTC", "Tee")
+
+    @pytest.mark.parametrize(("zone", "error_type"), [*BAD_ZONES, (None, "value_error")])
+    async def test_bad_zone_is_422_naming_the_field(
+        self, api: Api, client: httpx.AsyncClient, zone: object, error_type: str
+    ) -> None:
+        h = await api.user("tz2@x.io")
+        r = await client.patch("/api/v1/users/me", json={"time_zone": zone}, headers=h)
+        assert r.status_code == 422, r.text
+        (error,) = r.json()["errors"]
+        assert (error["loc"], error["type"]) == (["body", "time_zone"], error_type)
+        assert (await client.get("/api/v1/users/me", headers=h)).json()["time_zone"] == "UTC"
+
+    async def test_register_with_a_zone(self, client: httpx.AsyncClient) -> None:
+        body = {"email": "tz3@x.io", "password": PASSWORD, "name": "T", "time_zone": "America/Sao_Paulo"}
+        r = await client.post("/api/v1/auth/register", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["time_zone"] == "America/Sao_Paulo"
+
+    @pytest.mark.parametrize(("zone", "error_type"), BAD_ZONES)
+    async def test_register_with_a_bad_zone_is_422(
+        self, client: httpx.AsyncClient, zone: object, error_type: str
+    ) -> None:
+        body = {"email": "tz4@x.io", "password": PASSWORD, "name": "T", "time_zone": zone}
+        r = await client.post("/api/v1/auth/register", json=body)
+        assert r.status_code == 422, r.text
+        (error,) = r.json()["errors"]
+        assert (error["loc"], error["type"]) == (["body", "time_zone"], error_type)
+        assert (
+            await client.post("/api/v1/auth/login", json={"email": "tz4@x.io", "password": PASSWORD})
+        ).status_code == 401

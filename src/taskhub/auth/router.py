@@ -1,4 +1,4 @@
-"""``/auth``: register, login (JSON and OAuth2 form), refresh, logout."""
+"""``/auth``: register, login (JSON and OAuth2 form), refresh, logout, logout everywhere."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
 from taskhub.auth import service as auth_service
-from taskhub.auth.dependencies import AuthLimits, AuthRateLimit, CurrentPrincipal
+from taskhub.auth.dependencies import AuthLimits, AuthRateLimit, CurrentPrincipal, CurrentUser
 from taskhub.auth.errors import InvalidRefreshToken
 from taskhub.auth.schemas import LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, TokenPair
 from taskhub.context import AppContext, ClientAddress, Ctx, WriteSession
@@ -70,7 +70,9 @@ async def _login(session: WriteSession, ctx: AppContext, limits: AuthLimits, ema
 async def register(body: RegisterRequest, session: WriteSession, ctx: Ctx, limits: AuthRateLimit) -> Response:
     """Create an account (no token: log in next)."""
     await limits.charge_account(body.email)
-    user = await user_service.create_user(session, ctx.hasher, email=body.email, password=body.password, name=body.name)
+    user = await user_service.create_user(
+        session, ctx.hasher, email=body.email, password=body.password, name=body.name, time_zone=body.time_zone
+    )
     headers = {"Location": api_path("/users/me"), **limits.headers()}
     return model_response(UserRead.model_validate(user), status_code=201, headers=headers)
 
@@ -128,6 +130,17 @@ async def logout(
         denylist=ctx.denylist,
         auth_cache=ctx.auth_cache,
     )
+    response = Response(status_code=204)
+    response.delete_cookie(
+        REFRESH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=ctx.settings.cookie_secure
+    )
+    return response
+
+
+@router.post("/logout-all", status_code=204, responses={204: {"headers": headers("Set-Cookie")}})
+async def logout_all(user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
+    """Sign out everywhere: every token issued to the caller before now stops working, this one included."""
+    await user_service.sign_out_everywhere(session, user, auth_cache=ctx.auth_cache)
     response = Response(status_code=204)
     response.delete_cookie(
         REFRESH_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=ctx.settings.cookie_secure

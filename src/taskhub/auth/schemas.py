@@ -6,16 +6,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from taskhub.core.timezones import TimeZoneName
 from taskhub.core.validators import SecretText
 from taskhub.users.schemas import Email, Name, Password, StrictModel
 
 
 class RegisterRequest(StrictModel):
-    """``POST /auth/register``."""
+    """``POST /auth/register``; ``time_zone`` (IANA name) defaults to ``UTC``."""
 
     email: Email
     password: Password
     name: Name
+    time_zone: TimeZoneName = "UTC"
 
 
 class LoginRequest(StrictModel):

@@ -7,7 +7,7 @@ under camelCase names; enums carry the REST values (``in_progress`` is ``IN_PROG
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 
 import strawberry
@@ -88,6 +88,7 @@ class User:
     name: str
     role: Role
     is_active: bool
+    time_zone: str = strawberry.field(description="IANA name (Europe/Berlin): the calendar of all-day tasks.")
     created_at: datetime
     updated_at: datetime
 
@@ -100,6 +101,7 @@ class User:
             name=user.name,
             role=Role(user.role),
             is_active=user.is_active,
+            time_zone=user.time_zone,
             created_at=user.created_at,
             updated_at=user.updated_at,
         )
@@ -113,6 +115,10 @@ class Task:
     status: TaskStatus
     priority: TaskPriority
     due_date: datetime | None
+    all_day: bool = strawberry.field(
+        description="A due day without a time: dueOn is that day, dueDate its last microsecond in the owner's zone."
+    )
+    due_on: date | None
     tags: list[str]
     owner_id: strawberry.ID
     created_at: datetime
@@ -138,6 +144,8 @@ class Task:
             status=TaskStatus(task.status),
             priority=TaskPriority(task.priority),
             due_date=task.due_date,
+            all_day=task.all_day,
+            due_on=task.due_on,
             tags=list(task.tags),
             owner_id=strawberry.ID(str(task.owner_id)),
             created_at=task.created_at,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,12 +15,14 @@ TASK_UPDATED = "task.updated"
 TASK_COMPLETED = "task.completed"
 TASK_DELETED = "task.deleted"
 
-FIELDS = ("title", "description", "status", "priority", "due_date", "tags")
+FIELDS = ("title", "description", "status", "priority", "due_date", "all_day", "due_on", "tags")
 
 
 def _json(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
     return value
 
 

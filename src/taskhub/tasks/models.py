@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import JSON, Boolean, CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, Uuid, false
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -27,6 +27,11 @@ class Task(Base):
     __table_args__ = (
         CheckConstraint("status IN ('todo', 'in_progress', 'done')", name="status"),
         CheckConstraint("priority IN ('low', 'medium', 'high')", name="priority"),
+        # An all-day task has its day and the instant that day ends; any other task has no day.
+        CheckConstraint(
+            "(all_day AND due_on IS NOT NULL AND due_date IS NOT NULL) OR (NOT all_day AND due_on IS NULL)",
+            name="all_day",
+        ),
         Index("ix_tasks_owner_status", "owner_id", "status"),
         Index("ix_tasks_owner_priority", "owner_id", "priority_rank", "id"),
         Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
@@ -42,6 +47,11 @@ class Task(Base):
     priority: Mapped[str] = mapped_column(String(8), default="medium")
     priority_rank: Mapped[int] = mapped_column(Integer, default=2)
     due_date: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # All-day tasks (docs/api.md "All-day tasks"): ``due_on`` is the calendar day in the owner's
+    # time zone and ``due_date`` the last microsecond of that day there, so every filter, sort and
+    # scheduler keeps reading the one ``due_date`` column.
+    all_day: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    due_on: Mapped[date | None] = mapped_column(Date, nullable=True)
     tags: Mapped[list[str]] = mapped_column(TagList, default=list)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

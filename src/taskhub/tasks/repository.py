@@ -28,7 +28,7 @@ _tasks = cast(Table, Task.__table__)
 _outbox = cast(Table, OutboxEvent.__table__)
 _t = _tasks.c
 READ_COLUMNS = (
-    _t.id, _t.title, _t.description, _t.status, _t.priority, _t.due_date, _t.tags, _t.owner_id,
+    _t.id, _t.title, _t.description, _t.status, _t.priority, _t.due_date, _t.all_day, _t.due_on, _t.tags, _t.owner_id,
     _t.created_at, _t.updated_at, _t.completed_at, _t.version, _t.priority_rank,
 )  # fmt: skip
 """What a client sees of a task (``TaskRead``) plus ``priority_rank`` for cursors: reads select
@@ -61,6 +61,12 @@ async def get_owned(session: AsyncSession, owner_id: uuid.UUID, task_id: uuid.UU
     """The task ``task_id`` if ``owner_id`` owns it, else None."""
     stmt = select(Task).where(Task.owner_id == owner_id, Task.id == task_id)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def all_day_owned(session: AsyncSession, owner_id: uuid.UUID) -> Sequence[Task]:
+    """Every all-day task of ``owner_id`` (ORM objects, to be changed in the caller's unit of work)."""
+    stmt = select(Task).where(Task.owner_id == owner_id, Task.all_day.is_(True)).order_by(Task.id)
+    return (await session.execute(stmt)).scalars().all()
 
 
 async def delete_task(session: AsyncSession, task: Task) -> bool:

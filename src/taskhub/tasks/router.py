@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator
 
 from taskhub.auth.dependencies import CurrentUser
@@ -13,10 +14,20 @@ from taskhub.core.openapi import headers, problem_responses
 from taskhub.core.pagination import PageParamsDep
 from taskhub.core.responses import model_response
 from taskhub.core.validators import header_token
+from taskhub.tasks import quickadd
 from taskhub.tasks import service as task_service
 from taskhub.tasks.dependencies import OwnedTask, OwnedTaskForWrite, TaskQueryDep
 from taskhub.tasks.idempotency import MAX_KEY_LENGTH
-from taskhub.tasks.schemas import TaskCreate, TaskPage, TaskRead, TaskReplace, TaskStats, TaskUpdate
+from taskhub.tasks.schemas import (
+    QuickAddRequest,
+    QuickAddResult,
+    TaskCreate,
+    TaskPage,
+    TaskRead,
+    TaskReplace,
+    TaskStats,
+    TaskUpdate,
+)
 from taskhub.urls import api_path
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -88,6 +99,15 @@ async def list_tasks(
 async def task_stats(user: CurrentUser, session: ReadSession) -> Response:
     """Counts by status and priority, overdue, and completed in the last 7 days."""
     return model_response(await task_service.stats(session, user))
+
+
+@router.post("/parse", response_model=QuickAddResult)
+async def parse_task(body: QuickAddRequest, user: CurrentUser) -> Response:
+    """Read one line of quick-add text (``Call Ann tomorrow 5pm !high #family``) into task fields,
+    relative to now in the caller's ``time_zone``; nothing is written. Send the result to
+    ``POST /tasks`` (``due_date``: ``due_on`` when ``all_day``, else ``due_date``)."""
+    parsed = await run_in_threadpool(quickadd.parse, body.text, user.time_zone, quickadd.clock())
+    return model_response(parsed)
 
 
 @router.get(

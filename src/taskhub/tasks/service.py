@@ -10,6 +10,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -22,12 +23,14 @@ from taskhub.core.cache import ResponseCache
 from taskhub.core.etag import etag_matches, strong_etag
 from taskhub.core.pagination import Edge, PageParams, Slice, decode_cursor, encode_cursor
 from taskhub.core.timeutil import new_id, utcnow
+from taskhub.core.timezones import end_of_day
 from taskhub.db.session import is_serialization_failure, on_commit, position_tag
 from taskhub.tasks import events, idempotency
 from taskhub.tasks import repository as task_repo
 from taskhub.tasks.errors import TaskNotFound, VersionMismatch
 from taskhub.tasks.models import PRIORITY_RANK, Task
 from taskhub.tasks.schemas import TaskCreate, TaskQuery, TaskRead, TaskStats
+from taskhub.users import repository as user_repo
 from taskhub.users.models import User
 
 
@@ -60,6 +63,36 @@ def _invalidate_after_commit(session: AsyncSession, cache: ResponseCache, owner_
     on_commit(session, _invalidate)
 
 
+def due_columns(due: datetime | date | None, time_zone: str) -> dict[str, Any]:
+    """The stored ``due_date``, ``all_day`` and ``due_on`` of a ``due_date`` input (``DueDate``):
+    a day makes an all-day task due at the end of that day in ``time_zone`` (the owner's); a
+    datetime (already UTC) a timed task; None no due date (docs/api.md, "All-day tasks")."""
+    if due is None:
+        return {"due_date": None, "all_day": False, "due_on": None}
+    if isinstance(due, datetime):
+        return {"due_date": due, "all_day": False, "due_on": None}
+    return {"due_date": end_of_day(due, time_zone), "all_day": True, "due_on": due}
+
+
+async def _owner_time_zone(session: AsyncSession, actor: User, due: object) -> str:
+    """The zone an all-day ``due`` is read in: the owner's, read in this unit of work with a share
+    lock, because ``actor`` (from authentication, maybe from its cache) can predate a concurrent
+    time-zone change, whose moving of the all-day tasks (``move_all_day``) would then miss this
+    one. Timed and absent due dates need no zone (and no extra statement)."""
+    if not isinstance(due, date) or isinstance(due, datetime):
+        return actor.time_zone
+    return await user_repo.time_zone_for_share(session, actor.id) or actor.time_zone
+
+
+async def _with_due_columns(session: AsyncSession, actor: User, values: dict[str, Any]) -> dict[str, Any]:
+    if "due_date" not in values:
+        return values
+    values = dict(values)
+    due = values.pop("due_date")
+    values.update(due_columns(due, await _owner_time_zone(session, actor, due)))
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class CreateResult:
     """A created (or replayed) task body; ``replayed`` when it came from an earlier request."""
@@ -84,6 +117,7 @@ async def create(
         IdempotencyKeyInFlight: a concurrent request with the same key is still running (409).
     """
     now = utcnow()
+    time_zone = await _owner_time_zone(session, actor, data.due_date)
     claim: idempotency.Claim | None = None
     if idempotency_key is not None:
         claim = await idempotency.claim(session, actor.id, idempotency_key, data, ttl=idempotency_ttl, now=now)
@@ -98,7 +132,7 @@ async def create(
         "status": data.status,
         "priority": data.priority,
         "priority_rank": PRIORITY_RANK[data.priority],
-        "due_date": data.due_date,
+        **due_columns(data.due_date, time_zone),
         "tags": data.tags,
         "completed_at": now if data.status == "done" else None,
         "created_at": now,
@@ -168,7 +202,7 @@ async def update(
         VersionMismatch: ``if_match`` is stale or a concurrent write won (412).
     """
     _check_if_match(task, if_match)
-    return await _apply(session, task, changes, cache=cache)
+    return await _apply(session, task, await _with_due_columns(session, actor, changes), cache=cache)
 
 
 async def replace(
@@ -182,7 +216,7 @@ async def replace(
 ) -> Task:
     """Replace every editable field (omitted ones get their defaults). Raises: VersionMismatch."""
     _check_if_match(task, if_match)
-    return await _apply(session, task, data.model_dump(), cache=cache)
+    return await _apply(session, task, await _with_due_columns(session, actor, data.model_dump()), cache=cache)
 
 
 async def delete(
@@ -207,6 +241,23 @@ async def delete(
         raise TaskNotFound(f"No task with id {task.id}.")
     events.record(session, events.TASK_DELETED, task, {}, utcnow())
     _invalidate_after_commit(session, cache, task.owner_id)
+
+
+async def move_all_day(session: AsyncSession, owner_id: uuid.UUID, time_zone: str, *, cache: ResponseCache) -> int:
+    """Recompute ``due_date`` of every all-day task of ``owner_id`` for their new ``time_zone``
+    (the end of ``due_on`` there), in the caller's unit of work: each moved task gets a new
+    version, ``updated_at`` and a ``task.updated`` event, like any other change of ``due_date``.
+    Returns how many tasks moved.
+
+    Raises: VersionMismatch when a concurrent write changed one of them first (412).
+    """
+    moved = 0
+    for task in await task_repo.all_day_owned(session, owner_id):
+        assert task.due_on is not None  # the all_day check constraint
+        before = task.version
+        await _apply(session, task, {"due_date": end_of_day(task.due_on, time_zone)}, cache=cache)
+        moved += task.version != before
+    return moved
 
 
 async def delete_all_of(session: AsyncSession, owner_id: uuid.UUID) -> None:

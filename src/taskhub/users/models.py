@@ -27,6 +27,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="user")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # IANA name (``Europe/Berlin``): the calendar of the user's all-day tasks and of quick-add
+    # parsing. Validated by ``users.schemas.check_time_zone``; at most 64 characters.
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     tokens_valid_after: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

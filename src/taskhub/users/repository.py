@@ -31,6 +31,13 @@ async def get_for_update(session: AsyncSession, user_id: uuid.UUID) -> User | No
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def time_zone_for_share(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The user's ``time_zone``, read with a share lock (``FOR SHARE`` on PostgreSQL; SQLite's write
+    transaction is exclusive anyway) so that a concurrent time-zone change waits or is waited for."""
+    stmt = select(User.time_zone).where(User.id == user_id).with_for_update(read=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def get_by_email(session: AsyncSession, email_normalized: str) -> User | None:
     """The user whose normalized email is ``email_normalized``, or None."""
     result = await session.execute(select(User).where(User.email_normalized == email_normalized))

@@ -20,9 +20,16 @@ async def read_me(user: CurrentUser) -> Response:
     return model_response(UserRead.model_validate(user))
 
 
-@router.patch("/me", response_model=UserRead, responses=problem_responses(409))
+@router.patch(
+    "/me",
+    response_model=UserRead,
+    responses=problem_responses(
+        409, 412, descriptions={412: "A task that the new time zone moves was changed at the same time; retry"}
+    ),
+)
 async def update_me(body: UserUpdate, user: CurrentUser, session: WriteSession, ctx: Ctx) -> Response:
-    """Change name and/or email (an email change needs ``current_password``)."""
+    """Change name, email (needs ``current_password``) and/or ``time_zone`` (IANA name; the
+    caller's all-day tasks move to the end of their day in the new zone, in the same transaction)."""
     updated = await user_service.update_profile(
         session,
         ctx.hasher,
@@ -31,6 +38,8 @@ async def update_me(body: UserUpdate, user: CurrentUser, session: WriteSession, 
         email=body.email,
         current_password=body.current_password,
         auth_cache=ctx.auth_cache,
+        time_zone=body.time_zone,
+        cache=ctx.cache,
     )
     return model_response(UserRead.model_validate(updated))
 

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from taskhub.core.pagination import Page, SortKey
 from taskhub.core.security import normalize_email
+from taskhub.core.timezones import TimeZoneName
 from taskhub.core.validators import NONBLANK_PLAIN_PATTERN, ExactText, PlainText, SecretText, not_null, without_null
 
 
@@ -58,20 +59,23 @@ class UserRead(BaseModel):
     name: str
     role: Literal["user", "admin"]
     is_active: bool
+    time_zone: str
     created_at: datetime
     updated_at: datetime
 
 
 class UserUpdate(StrictModel):
-    """``PATCH /users/me``: a new ``email`` needs ``current_password`` in the same body."""
+    """``PATCH /users/me``: a new ``email`` needs ``current_password`` in the same body; a new
+    ``time_zone`` moves the user's all-day tasks to the end of their day in that zone."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null("name", "email"))
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null("name", "email", "time_zone"))
 
     name: Name | None = None
     email: Email | None = None
+    time_zone: TimeZoneName | None = None
     current_password: Password | None = None
 
-    _not_null = not_null("name", "email")
+    _not_null = not_null("name", "email", "time_zone")
 
 
 class PasswordChange(StrictModel):

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhub.auth.cache import AuthCache, invalidate_after_commit
+from taskhub.core.cache import ResponseCache
 from taskhub.core.errors import UnprocessableEntity, field_error
 from taskhub.core.pagination import PageParams, decode_cursor, encode_cursor
 from taskhub.core.security import PasswordHasher, normalize_email, password_problem
@@ -51,8 +53,9 @@ async def create_user(
     password: str,
     name: str,
     role: str = "user",
+    time_zone: str = "UTC",
 ) -> User:
-    """Create an account.
+    """Create an account; ``time_zone`` is an IANA name the caller validated (``TimeZoneName``).
 
     Raises:
         UnprocessableEntity: password rules. EmailTaken: the normalized email exists.
@@ -72,6 +75,7 @@ async def create_user(
         password_hash=password_hash,
         role=role,
         is_active=True,
+        time_zone=time_zone,
         tokens_valid_after=token_cutoff(now),
         created_at=now,
         updated_at=now,
@@ -112,8 +116,14 @@ async def update_profile(
     email: str | None,
     current_password: str | None,
     auth_cache: AuthCache,
+    cache: ResponseCache,
+    time_zone: str | None = None,
 ) -> User:
-    """Change ``name`` and/or ``email``; a new email needs the current password.
+    """Change ``name``, ``email`` and/or ``time_zone``; a new email needs the current password.
+
+    A new ``time_zone`` (an IANA name the caller validated) moves every all-day task of the user
+    to the end of its day in that zone, in this unit of work (``tasks.service.move_all_day``;
+    ``cache`` is the task-list cache those writes invalidate).
 
     Raises:
         UnprocessableEntity: email change without ``current_password``. WrongPassword: it is wrong.
@@ -133,6 +143,10 @@ async def update_profile(
     if name is not None and name != user.name:
         user.name = name
         changed = True
+    if time_zone is not None and time_zone != user.time_zone:
+        user.time_zone = time_zone
+        changed = True
+        await task_service.move_all_day(session, user.id, time_zone, cache=cache)
     if changed:
         user.updated_at = utcnow()
         try:
@@ -159,13 +173,115 @@ async def change_password(
     """
     user = await _load_self(session, actor)
     await _require_password(hasher, user, current_password, "current_password")
-    check_password(new_password, user.email, field="new_password")
+    await set_password(session, hasher, user, new_password, auth_cache=auth_cache, field="new_password")
+
+
+async def set_password(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    user: User,
+    new_password: str,
+    *,
+    auth_cache: AuthCache,
+    field: str = "password",
+) -> None:
+    """Give ``user`` (loaded in this unit of work) a new password and revoke every token issued
+    before (``tokens_valid_after``): the common part of a password change and of the operator's
+    ``taskhub reset-password``.
+
+    Raises:
+        UnprocessableEntity: the password breaks the rules (naming ``field``).
+    """
+    check_password(new_password, user.email, field=field)
     now = utcnow()
     user.password_hash = await hasher.hash(new_password)
     user.tokens_valid_after = token_cutoff(now)
     user.updated_at = now
     await session.flush()
     invalidate_after_commit(session, auth_cache, user.id)
+
+
+async def sign_out_everywhere(session: AsyncSession, actor: User, *, auth_cache: AuthCache) -> None:
+    """End every session of the caller on every device, this one included: every access and
+    refresh token issued before now stops working (``tokens_valid_after``, as after a password
+    change, but the password stays). The caller signs in again to get a new pair.
+
+    Raises:
+        UserNotFound: the account was deleted meanwhile.
+    """
+    user = await _load_self(session, actor)
+    user.tokens_valid_after = token_cutoff()
+    await session.flush()
+    invalidate_after_commit(session, auth_cache, user.id)  # cached "token is valid" decisions end too
+
+
+@dataclass(frozen=True, slots=True)
+class AdminGrant:
+    """What :func:`grant_admin` did: the account's email, and which of created / promoted /
+    reactivated / password_reset happened (none of them: it already was an active admin)."""
+
+    email: str
+    user_id: uuid.UUID
+    created: bool = False
+    promoted: bool = False
+    reactivated: bool = False
+    password_reset: bool = False
+
+
+async def grant_admin(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    *,
+    email: str,
+    name: str,
+    password: str | None,
+    reset_password: bool,
+    auth_cache: AuthCache,
+) -> AdminGrant:
+    """Make ``email`` an active admin (``taskhub create-admin``): create the account with
+    ``password``, or promote and re-activate an existing one, whose password changes only with
+    ``reset_password`` (and then its tokens are revoked). An account that already is an active
+    admin is left as it is unless ``reset_password``.
+
+    Raises:
+        UnprocessableEntity: ``password`` breaks the rules, or is None where one is needed.
+        EmailTaken: a concurrent registration took the email.
+    """
+    found = await user_repo.get_by_email(session, normalize_email(email))
+    if found is None:
+        if password is None:
+            raise UnprocessableEntity("A new admin needs a password.")
+        user = await create_user(session, hasher, email=email, password=password, name=name, role="admin")
+        return AdminGrant(user.email, user.id, created=True)
+    user = await user_repo.get_for_update(session, found.id) or found
+    promoted, reactivated = user.role != "admin", not user.is_active
+    if promoted or reactivated:
+        user.role, user.is_active = "admin", True
+        user.updated_at = utcnow()
+        await session.flush()
+        invalidate_after_commit(session, auth_cache, user.id)
+    if reset_password:
+        if password is None:
+            raise UnprocessableEntity("--reset-password needs the new password.")
+        await set_password(session, hasher, user, password, auth_cache=auth_cache)
+    return AdminGrant(user.email, user.id, promoted=promoted, reactivated=reactivated, password_reset=reset_password)
+
+
+async def reset_password(
+    session: AsyncSession, hasher: PasswordHasher, *, email: str, password: str, auth_cache: AuthCache
+) -> User:
+    """Set a new password on the account ``email`` (any role, active or not) and revoke its
+    tokens, as a password change does (``taskhub reset-password``).
+
+    Raises:
+        UserNotFound: no account has that email. UnprocessableEntity: the password breaks the rules.
+    """
+    found = await user_repo.get_by_email(session, normalize_email(email))
+    user = await user_repo.get_for_update(session, found.id) if found is not None else None
+    if user is None:
+        raise UserNotFound(f"No account with the email {email!r}.")
+    await set_password(session, hasher, user, password, auth_cache=auth_cache)
+    return user
 
 
 async def _ensure_not_last_admin(session: AsyncSession, user: User) -> None:

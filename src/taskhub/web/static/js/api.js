@@ -69,6 +69,16 @@ async function parseBody(res) {
   return null;
 }
 
+/** A 401 whose problem type is "wrong-password" (read from a clone: the body stays unread). */
+async function isWrongPassword(res) {
+  try {
+    const body = await res.clone().json();
+    return typeof body.type === "string" && body.type.endsWith("/wrong-password");
+  } catch {
+    return false;
+  }
+}
+
 async function rawFetch(url, init) {
   try {
     return await fetch(url, { credentials: "same-origin", cache: "no-store", ...init });
@@ -115,7 +125,7 @@ export function refreshSession() {
  * Call the API. Returns {data, headers, status}; throws ApiError on a non-2xx answer.
  * On 401 the access token is renewed once (shared refresh) and the request is sent again.
  */
-export async function request(method, path, { json, headers = {}, auth = true, query } = {}) {
+export async function request(method, path, { json, headers = {}, auth = true, query, keepalive = false } = {}) {
   let url = BASE + path;
   if (query) {
     const qs = query instanceof URLSearchParams ? query.toString() : new URLSearchParams(query).toString();
@@ -124,6 +134,7 @@ export async function request(method, path, { json, headers = {}, auth = true, q
   const send = () => {
     const h = { Accept: "application/json", ...headers };
     const init = { method, headers: h };
+    if (keepalive) init.keepalive = true; // still sent while the page unloads (a pending delete)
     if (json !== undefined) {
       h["Content-Type"] = "application/json";
       init.body = JSON.stringify(json);
@@ -134,6 +145,10 @@ export async function request(method, path, { json, headers = {}, auth = true, q
 
   const tokenSent = accessToken;
   let res = await send();
+  if (res.status === 401 && auth && (await isWrongPassword(res))) {
+    // A wrong `current_password` (account changes) is a 401 about the password, not the token.
+    throw errorFrom(res, await parseBody(res));
+  }
   if (res.status === 401 && auth) {
     // Another request may already have renewed the token while this one was in flight.
     const renewed = accessToken !== null && accessToken !== tokenSent ? true : await refreshSession();
@@ -156,9 +171,22 @@ export async function login(email, password) {
   accessToken = data.access_token;
 }
 
-export async function register(name, email, password) {
-  const { data } = await request("POST", "/auth/register", { json: { name, email, password }, auth: false });
-  return data;
+/**
+ * Create an account in `timeZone` (IANA name: labels and "today" use it). A server that does not know
+ * the field yet (422 naming `time_zone`) gets the request again without it.
+ */
+export async function register(name, email, password, timeZone) {
+  const json = { name, email, password, time_zone: timeZone };
+  try {
+    const { data } = await request("POST", "/auth/register", { json, auth: false });
+    return data;
+  } catch (err) {
+    const aboutZone = err.status === 422 && err.fieldErrors().some((e) => e.field === "time_zone");
+    if (!aboutZone) throw err;
+    delete json.time_zone;
+    const { data } = await request("POST", "/auth/register", { json, auth: false });
+    return data;
+  }
 }
 
 export async function logout() {

@@ -1,11 +1,16 @@
 // Taskhub dashboard: boot (restore the session from the refresh cookie), routing, sign in/up/out.
 import * as api from "./api.js";
 import { $, say, sayBriefly, highlightedFields, showFieldErrors, clearFieldErrors, describeError } from "./dom.js";
-import { initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen, startTasksFor } from "./tasks/screen.js";
+import {
+  initTasks, refreshTasks, setQueryFromUrl, urlQuery, resetTasksScreen, settleUndo, startTasksFor,
+} from "./tasks/screen.js";
 import { initAdmin, refreshAdmin, resetAdmin } from "./admin.js";
+import { initAccount, showAccount } from "./account.js";
+import { browserZone, setZone } from "./dates.js";
 import { startLive, stopLive } from "./live.js";
+import { initTheme } from "./theme.js";
 
-const SCREENS = ["screen-loading", "screen-auth", "screen-tasks", "screen-admin"];
+const SCREENS = ["screen-loading", "screen-auth", "screen-tasks", "screen-account", "screen-admin"];
 let me = null; // GET /users/me of the signed-in person
 let lastUserId = null; // who used this page last (their filters stay in the URL only for them)
 let newAccountEmail = null; // the email an account was just created for on this page
@@ -119,7 +124,7 @@ async function onSignUp(ev) {
   button.disabled = true;
   say(msg, "Creating your account…", "info");
   try {
-    await api.register(name, email, password);
+    await api.register(name, email, password, browserZone());
     say(msg, "");
     form.reset();
     newAccountEmail = email;
@@ -150,6 +155,7 @@ async function onSignUp(ev) {
 async function onSignOut() {
   const button = $("signout");
   button.disabled = true;
+  await settleUndo(); // a delete waiting for its undo toast is sent while the token still works
   stopLive(); // before the token is revoked: a revoked stream would end the session with an error
   try {
     await api.logout();
@@ -172,9 +178,57 @@ async function onSignOut() {
 
 async function loadMe() {
   const { data } = await api.request("GET", "/users/me");
-  me = data;
+  accountChanged(data);
+}
+
+/** The person's account as the API says now: the header, the admin link, the zone of every date. */
+function accountChanged(user) {
+  const zoneBefore = me ? me.time_zone : undefined;
+  me = user;
   $("whoami").textContent = `${me.name} (${me.email})`;
   $("nav-admin").hidden = me.role !== "admin";
+  setZone(me.time_zone || browserZone());
+  if (zoneBefore !== undefined && zoneBefore !== me.time_zone) refreshTasks(); // "today" moved
+  offerDeviceZone();
+}
+
+let zoneOfferKept = false; // "Keep UTC" was chosen on this page
+
+/**
+ * Accounts made before time zones existed (or by a client that sent none) are in UTC. When this
+ * device is elsewhere, offer its zone once per page: "today" and all-day tasks follow the account.
+ */
+function offerDeviceZone() {
+  const device = browserZone();
+  const offer = $("zone-offer");
+  offer.hidden = zoneOfferKept || !me || me.time_zone !== "UTC" || device === "UTC";
+  if (offer.hidden) return;
+  $("zone-offer-text").textContent = `Dates use UTC, your account's time zone; this device is in ${device}.`;
+  $("zone-offer-use").textContent = `Use ${device}`;
+}
+
+async function useDeviceZone() {
+  const button = $("zone-offer-use");
+  button.disabled = true;
+  try {
+    const { data } = await api.request("PATCH", "/users/me", { json: { time_zone: browserZone() } });
+    accountChanged(data);
+    sayBriefly($("topbar-msg"), `Dates now use ${data.time_zone}.`, "success");
+  } catch (err) {
+    if (err.status !== 401) say($("zone-offer-text"), "Could not change the time zone: " + describeError(err), "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** The session ended on purpose (password changed elsewhere, signed out everywhere, account deleted). */
+function sessionOver(message, kind = "info") {
+  api.forgetSession();
+  history.replaceState(null, "", location.pathname + location.search);
+  setQueryFromUrl(new URLSearchParams());
+  resetAdmin();
+  lastUserId = null;
+  showAuth("signin", message, kind, { keepDraft: false });
 }
 
 /** `message`: text (or a function of the person) shown briefly in the header. */
@@ -203,6 +257,16 @@ async function route({ focus = false } = {}) {
   const { path, params } = parseHash();
   const navTasks = $("nav-tasks");
   const navAdmin = $("nav-admin");
+  const navAccount = $("nav-account");
+  for (const nav of [navTasks, navAdmin, navAccount]) nav.removeAttribute("aria-current");
+  if (path === "/account") {
+    show("screen-account");
+    document.title = "Account · Taskhub";
+    navAccount.setAttribute("aria-current", "page");
+    showAccount(me);
+    if (focus) $("account-heading").focus();
+    return;
+  }
   if (path === "/admin") {
     if (me.role !== "admin") {
       history.replaceState(null, "", "#/tasks");
@@ -212,7 +276,6 @@ async function route({ focus = false } = {}) {
     show("screen-admin");
     document.title = "Administration · Taskhub";
     navAdmin.setAttribute("aria-current", "page");
-    navTasks.removeAttribute("aria-current");
     if (focus) $("admin-heading").focus();
     await refreshAdmin(me);
     return;
@@ -221,14 +284,20 @@ async function route({ focus = false } = {}) {
   show("screen-tasks");
   document.title = "Tasks · Taskhub";
   navTasks.setAttribute("aria-current", "page");
-  navAdmin.removeAttribute("aria-current");
   setQueryFromUrl(params);
   if (focus) $("tasks-heading").focus();
   await refreshTasks();
 }
 
 async function boot() {
+  initTheme();
   initTasks({ urlChanged: setTasksUrl });
+  initAccount({ changed: accountChanged, ended: sessionOver });
+  $("zone-offer-use").addEventListener("click", useDeviceZone);
+  $("zone-offer-keep").addEventListener("click", () => {
+    zoneOfferKept = true;
+    offerDeviceZone();
+  });
   initAdmin({
     onSelfChanged: async () => {
       try {
@@ -252,7 +321,8 @@ async function boot() {
   });
   // A change made in another tab (or by someone else) shows up when this tab is looked at again.
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && me) route();
+    // (not on the account page: that would reset forms the person may be typing in)
+    if (document.visibilityState === "visible" && me && parseHash().path !== "/account") route();
   });
 
   $("restore-retry").addEventListener("click", () => restoreSession());

@@ -133,40 +133,6 @@ export function formatDateTime(iso) {
   return iso ? dateFormat.format(new Date(iso)) : "";
 }
 
-function pad(n) {
-  return String(n).padStart(2, "0");
-}
-
-/** "2026-12-24T17:00" from <input type=datetime-local> -> "2026-12-24T17:00:00+01:00" (local offset). */
-export function localInputToRfc3339(value) {
-  if (!value) return null;
-  const date = new Date(value); // a date-time string without offset is local time
-  if (Number.isNaN(date.getTime())) return undefined;
-  const offset = -date.getTimezoneOffset();
-  const sign = offset >= 0 ? "+" : "-";
-  const abs = Math.abs(offset);
-  return (
-    `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
-    `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}` +
-    `${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`
-  );
-}
-
-/** An API datetime -> the value of a <input type=datetime-local> in local time. */
-export function rfc3339ToLocalInput(iso) {
-  if (!iso) return "";
-  const d = new Date(iso);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
-
-export function timeZoneName() {
-  try {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
-  } catch {
-    return "local time";
-  }
-}
-
 /** Human text for an ApiError (or any error) when no field can be blamed. */
 export function describeError(err, fallback = "Something went wrong.") {
   if (!err) return fallback;

@@ -6,6 +6,8 @@ import * as api from "./api.js";
 import { $ } from "./dom.js";
 import { store } from "./store.js";
 import { taskRemoved, taskUpserted } from "./tasks/actions.js";
+import { taskBelongs } from "./tasks/query.js";
+import { loadStats } from "./tasks/stats.js";
 
 const MAX_PAUSE_MS = 15000;
 
@@ -13,6 +15,7 @@ let running = false;
 let controller = null;
 let lastEventId = null;
 let badgeTimer = null;
+let statsStale = false; // an event arrived since the stats were last asked for
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -100,6 +103,7 @@ async function applyEvent({ id, event, data }) {
   if (id) lastEventId = id;
   const taskId = data && data.task_id;
   if (!taskId) return;
+  statsStale = true;
   refreshBadgeSoon();
   if (event === "task.deleted") {
     taskRemoved(taskId);
@@ -112,7 +116,9 @@ async function applyEvent({ id, event, data }) {
   if (!wanted) return;
   try {
     const { data: task } = await api.request("GET", `/tasks/${encodeURIComponent(taskId)}`);
-    taskUpserted(task);
+    // A task done elsewhere leaves Inbox / Today / Upcoming (a reopened one leaves Completed).
+    if (taskBelongs(task, store.get().query)) taskUpserted(task);
+    else taskRemoved(taskId);
   } catch (err) {
     if (err.status === 404) taskRemoved(taskId);
   }
@@ -125,6 +131,10 @@ function refreshBadgeSoon(delay = 300) {
 
 async function refreshBadge() {
   if (!running) return;
+  if (statsStale) {
+    statsStale = false;
+    loadStats(); // the figures follow changes made elsewhere too (one request per burst of events)
+  }
   try {
     const { data } = await api.request("GET", "/notifications/unread-count");
     if (running) showUnread(data.unread);

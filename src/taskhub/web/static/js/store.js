@@ -42,16 +42,23 @@ export function createStore(initial) {
   };
 }
 
-export const PAGE_SIZE = 10; // tasks per page of the list (the API's `limit`)
+export const PAGE_SIZE = 25; // tasks per page of the list (the API's `limit`)
 export const DEFAULT_SORT = "-created_at"; // newest first; left out of the URL
+export const VIEWS = ["inbox", "today", "upcoming", "completed", "all"]; // "inbox" is left out of the URL
+export const EMPTY_QUERY = Object.freeze({
+  view: "inbox", q: "", status: "", priority: "", tag: "", due_from: "", due_to: "", overdue: false, sort: "", page: 1,
+});
 export const EMPTY_LIST = Object.freeze({ loaded: false, ids: [], byId: {}, total: 0, page: 1, filtered: false });
 
 /**
  * The state of the dashboard. Only the functions of `tasks/actions.js` change it; each slice is
  * replaced as a whole.
  *
- * - `query`: `{q, status, priority, sort, page}`, the Tasks screen's filters and page as in the URL
- *   (`status` may be "open": to do and in progress).
+ * - `query`: `{view, q, status, priority, tag, due_from, due_to, overdue, sort, page}`, the Tasks
+ *   screen's view, filters and page as in the URL. `view`: "inbox" (all open tasks), "today" (open,
+ *   due today or overdue in the person's zone), "upcoming" (open, due in the next 7 days),
+ *   "completed", "all". `status` (only in "all") may be "open". `due_from` / `due_to`: days
+ *   ("YYYY-MM-DD", inclusive) in the person's zone. `sort` "" is the view's own order.
  * - `list`: the shown page of tasks, keyed by id: `{loaded, ids, byId, total, page, filtered}` —
  *   `ids` in display order, `byId` id -> task (`TaskRead` of the API), `total` the count over all
  *   pages, `page` and `filtered` (a search or filter was set) as of the load that filled it.
@@ -60,11 +67,14 @@ export const EMPTY_LIST = Object.freeze({ loaded: false, ids: [], byId: {}, tota
  *   means it survives the next list load (which clears the others).
  * - `drafts`: "new" or a task id -> the form's values kept when a changed form was closed.
  * - `stats`: the last `GET /tasks/stats` answer, or null.
+ * - `hidden`: task id -> true for rows taken out of view while their undo toast runs (a delete is
+ *   sent only when the toast ends); a load does not bring them back.
  */
 export const store = createStore({
-  query: { q: "", status: "", priority: "", sort: DEFAULT_SORT, page: 1 },
+  query: EMPTY_QUERY,
   list: EMPTY_LIST,
   messages: {},
   drafts: {},
   stats: null,
+  hidden: {},
 });

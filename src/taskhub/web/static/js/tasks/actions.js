@@ -7,7 +7,7 @@ function sameTask(a, b) {
   return a === b || (a !== undefined && JSON.stringify(a) === JSON.stringify(b));
 }
 
-/** Filters and/or page changed (`patch`: some of q, status, priority, sort, page). */
+/** View, filters and/or page changed (`patch`: some of the keys of `query`, see store.js). */
 export function queryChanged(patch) {
   store.set({ query: { ...store.get().query, ...patch } });
 }
@@ -108,7 +108,15 @@ export function statsLoaded(stats) {
   store.set({ stats });
 }
 
+/** Take task `id`'s row out of view (an undo toast runs) or, with `false`, put it back. */
+export function taskHidden(id, hide = true) {
+  const hidden = { ...store.get().hidden };
+  if (hide) hidden[id] = true;
+  else delete hidden[id];
+  store.set({ hidden });
+}
+
 /** The screen was left (sign-out, ended session): no rows, messages or stats stay on it. */
 export function tasksCleared() {
-  store.set({ list: EMPTY_LIST, messages: {}, stats: null });
+  store.set({ list: EMPTY_LIST, messages: {}, stats: null, hidden: {} });
 }

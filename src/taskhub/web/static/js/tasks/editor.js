@@ -1,14 +1,13 @@
 // The create/edit form and its drafts (what was typed into a form that was left without saving).
 import { ApiError, request } from "../api.js";
-import {
-  $, say, highlightedFields, showFieldErrors, clearFieldErrors, describeError,
-  localInputToRfc3339, rfc3339ToLocalInput, timeZoneName,
-} from "../dom.js";
+import { $, say, highlightedFields, showFieldErrors, clearFieldErrors, describeError } from "../dom.js";
+import { addDays, currentZone, isoToZonedInputs, todayKey, zonedInputToRfc3339 } from "../dates.js";
+import { TITLE_MAX, length, plainFieldErrors } from "../messages.js";
 import { store } from "../store.js";
 import { draftDropped, draftKept, draftsCleared, messageShown } from "./actions.js";
 import { sayOnList } from "./list-message.js";
 
-const BLANK = { title: "", description: "", status: "todo", priority: "medium", due: "", tags: "" };
+const BLANK = { title: "", description: "", status: "todo", priority: "medium", due: "", dueTime: "", tags: "" };
 
 // The form's own state; what others read (the drafts) is in the store.
 let editing = null; // the task being edited, or null when creating
@@ -20,7 +19,10 @@ let refresh = () => Promise.resolve();
 /** Wire the form once. `options.refresh()` reloads the list and the stats after a write. */
 export function initEditor(options) {
   refresh = options.refresh;
-  $("task-due-tz").textContent = timeZoneName();
+  $("task-title").addEventListener("input", updateTitleCount);
+  $("due-today").addEventListener("click", () => setDueDay(todayKey()));
+  $("due-tomorrow").addEventListener("click", () => setDueDay(addDays(todayKey(), 1)));
+  $("due-none").addEventListener("click", () => setDueDay(""));
   $("new-task").addEventListener("click", () => openEditor(null));
   $("task-cancel").addEventListener("click", closeEditor);
   $("task-discard").addEventListener("click", discardChanges);
@@ -41,6 +43,21 @@ export function initEditor(options) {
   });
 }
 
+/** "12 / 200": the title's length as the server counts it; over the limit it turns red and says so. */
+function updateTitleCount() {
+  const n = length($("task-title").value.trim());
+  const count = $("task-title-count");
+  count.textContent = n > TITLE_MAX ? `${n} / ${TITLE_MAX}: ${n - TITLE_MAX} too many` : `${n} / ${TITLE_MAX}`;
+  count.classList.toggle("count-over", n > TITLE_MAX);
+}
+
+function setDueDay(key) {
+  $("task-due").value = key;
+  if (!key) $("task-due-time").value = "";
+  updateDiscardButton();
+  $("task-due").focus();
+}
+
 function draftKey(task) {
   return task ? task.id : "new";
 }
@@ -53,6 +70,7 @@ function formValues() {
     status: $("task-status").value,
     priority: $("task-priority").value,
     due: $("task-due").value,
+    dueTime: $("task-due-time").value,
     tags: $("task-tags").value,
   };
 }
@@ -63,7 +81,9 @@ function setFormValues(v) {
   $("task-status").value = v.status;
   $("task-priority").value = v.priority;
   $("task-due").value = v.due;
+  $("task-due-time").value = v.dueTime || "";
   $("task-tags").value = v.tags;
+  updateTitleCount();
 }
 
 function valuesOf(task) {
@@ -73,9 +93,17 @@ function valuesOf(task) {
     description: task.description,
     status: task.status,
     priority: task.priority,
-    due: rfc3339ToLocalInput(task.due_date),
+    ...dueInputs(task),
     tags: task.tags.join(", "),
   };
+}
+
+/** The form's day and time for `task` in the person's zone; an all-day task has no time. */
+function dueInputs(task) {
+  if (!task.due_date) return { due: "", dueTime: "" };
+  if (task.all_day && task.due_on) return { due: task.due_on, dueTime: "" };
+  const { date, time } = isoToZonedInputs(task.due_date);
+  return { due: date, dueTime: time };
 }
 
 function setBaseline(values) {
@@ -85,7 +113,7 @@ function setBaseline(values) {
 
 function isDirty() {
   // A half-typed date (badInput) reads as "" but is still something the person typed.
-  return JSON.stringify(formValues()) !== baseline || $("task-due").validity.badInput;
+  return JSON.stringify(formValues()) !== baseline || $("task-due").validity.badInput || $("task-due-time").validity.badInput;
 }
 
 function updateDiscardButton() {
@@ -113,6 +141,7 @@ export function openEditor(task) {
   const editor = $("editor");
   const msg = $("task-form-msg");
   const reopenSame = !editor.hidden && draftKey(editing) === draftKey(task);
+  $("task-due-tz").textContent = currentZone();
   if (!reopenSame) {
     stashDraft(); // switching from another task (or from "New task") keeps what was typed there
     editing = task;
@@ -150,7 +179,7 @@ function closeEditor() {
       { ms: 8000 },
     );
   }
-  const back = wasEditing && document.querySelector(`.task[data-id="${wasEditing.id}"] .btn`);
+  const back = wasEditing && document.querySelector(`.task[data-id="${wasEditing.id}"] [data-action="status"]`);
   (back || $("new-task")).focus();
 }
 
@@ -177,17 +206,35 @@ export function taskDeleted(task) {
   draftDropped(task.id);
 }
 
+/**
+ * The body of POST / PATCH. A day without a time is sent as "YYYY-MM-DD" (an all-day task, due that
+ * day in the person's zone); with a time, as RFC 3339 with the zone's offset on that day.
+ */
 function readForm() {
-  const due = localInputToRfc3339($("task-due").value);
+  const day = $("task-due").value;
+  const time = $("task-due-time").value;
   const tags = $("task-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
   return {
     title: $("task-title").value,
     description: $("task-description").value,
     status: $("task-status").value,
     priority: $("task-priority").value,
-    due_date: due === undefined ? null : due,
+    due_date: day ? (time ? zonedInputToRfc3339(day, time) : day) : null,
     tags,
   };
+}
+
+/** Mistakes the form can see before asking the server: [{field, msg}]. */
+function checkForm() {
+  const problems = [];
+  const n = length($("task-title").value.trim());
+  if (n === 0) problems.push({ field: "title", msg: "Give the task a title." });
+  if (n > TITLE_MAX) problems.push({ field: "title", msg: `The title has ${n} characters; shorten it to ${TITLE_MAX} or fewer.` });
+  if ($("task-due").validity.badInput) problems.push({ field: "due_date", msg: "Enter a complete date (the time is optional), or leave it empty." });
+  else if ($("task-due-time").validity.badInput || ($("task-due-time").value && !$("task-due").value)) {
+    problems.push({ field: "due_date", msg: "A time needs a date: pick the day too, or clear the time." });
+  }
+  return problems;
 }
 
 async function saveTask() {
@@ -195,10 +242,11 @@ async function saveTask() {
   const msg = $("task-form-msg");
   const save = $("task-save");
   clearFieldErrors(form);
-  if ($("task-due").validity.badInput) {
-    showFieldErrors(form, "task", [{ field: "due_date", msg: "Enter a complete date and time, or leave it empty." }]);
-    say(msg, highlightedFields(1), "error");
-    $("task-due").focus();
+  const problems = checkForm();
+  if (problems.length) {
+    const { first, count } = showFieldErrors(form, "task", problems);
+    say(msg, highlightedFields(count), "error");
+    if (first) first.focus();
     return;
   }
   const body = readForm();
@@ -216,13 +264,14 @@ async function saveTask() {
       editing = null;
       draftDropped(data.id);
       await refresh();
-      const item = document.querySelector(`.task[data-id="${data.id}"] .btn`);
+      const item = document.querySelector(`.task[data-id="${data.id}"] [data-action="status"]`);
       (item || $("tasks-heading")).focus();
     } else {
       const { data } = await request("POST", "/tasks", {
         json: body, headers: { "Idempotency-Key": crypto.randomUUID() },
       });
       form.reset();
+      updateTitleCount();
       setBaseline(valuesOf(null));
       say(msg, `Created “${data.title}”. Add another, or close the form.`, "success");
       messageShown(data.id, "Created.", "success", { keep: true });
@@ -234,15 +283,15 @@ async function saveTask() {
       draftOwner = userId; // the sign-in screen is showing; the form keeps the text
       return;
     }
-    handleSaveError(err, form, msg);
+    handleSaveError(err, form, msg, body);
   } finally {
     save.disabled = false;
   }
 }
 
-function handleSaveError(err, form, msg) {
+function handleSaveError(err, form, msg, body) {
   if (err instanceof ApiError && err.status === 422) {
-    const { first, unplaced, count } = showFieldErrors(form, "task", err.fieldErrors());
+    const { first, unplaced, count } = showFieldErrors(form, "task", plainFieldErrors(err, body));
     const extra = unplaced.length ? " " + unplaced.join("; ") : "";
     say(msg, (first ? highlightedFields(count) : "The task was not saved.") + extra, "error");
     if (first) first.focus();
@@ -271,6 +320,7 @@ export function startEditorFor(id) {
     $("task-form").reset();
     clearFieldErrors($("task-form"));
     editing = null;
+    updateTitleCount();
     return;
   }
   draftDropped(draftKey(editing)); // the open form is the draft now

@@ -1,44 +1,74 @@
-// One task's row in the list (keyed by its id) and what its buttons do.
-import { request } from "../api.js";
-import { $, h, confirmDialog, describeError, formatDateTime, STATUS_LABELS, PRIORITY_LABELS } from "../dom.js";
-import { messageShown } from "./actions.js";
-import { sayOnList } from "./list-message.js";
+// One task's row in the list (keyed by its id): a one-tap checkbox, the title, one line of facts
+// (due day, priority, tags), and Edit / Delete (behind "More" on phones).
+import { h, PRIORITY_LABELS } from "../dom.js";
+import { dueInfo, whenLabel } from "../dates.js";
 
-/** Not done and due in the past (now): the row shows "Overdue". */
-export function isOverdue(task) {
-  return task.status !== "done" && Boolean(task.due_date) && new Date(task.due_date).getTime() < Date.now();
+/** Not done and past its due (an all-day task: from the day after, in the person's zone). */
+export function isOverdue(task, now = Date.now()) {
+  const due = dueInfo(task, now);
+  return Boolean(due && due.overdue);
 }
 
 /**
- * The `<li class="task" data-id>` of `task`. `look`: `{overdue, draft}` as computed by the list,
- * `msg`: the row's message line (kept across re-renders of the same task, so a message stays put),
- * `hooks`: `{edit(task), deleted(task), refresh()}` from the screen. Each button has a `data-action`
- * ("status", "edit", "delete") so focus can move to the same button of a re-rendered row.
+ * The `<li class="task" data-id>` of `task`. `look`: `{overdue, draft, day}` as computed by the list
+ * (`day`: today's key, so labels such as "Today" are redrawn when the day changes), `msg`: the row's
+ * message line (kept across re-renders of the same task), `hooks`: `{edit(task), complete(task, done),
+ * remove(task), filterTag(tag)}` from the screen. Each control has a `data-action` ("status", "edit",
+ * "delete", "more", "tag") so focus can move to the same control of a re-rendered row.
  */
 export function renderRow(task, look, msg, hooks) {
   const done = task.status === "done";
+  const due = dueInfo(task);
   const meta = h(
     "p",
     { class: "task-meta" },
-    h("span", { class: `badge status-${task.status}`, text: STATUS_LABELS[task.status] || task.status }),
-    h("span", { class: `badge prio-${task.priority}`, text: `${PRIORITY_LABELS[task.priority] || task.priority} priority` }),
-    task.due_date ? h("span", { class: "due", text: "Due " + formatDateTime(task.due_date) }) : null,
-    look.overdue ? h("span", { class: "badge overdue", text: "Overdue" }) : null,
+    done && task.completed_at
+      ? h("span", { class: "completed-at", text: "Completed " + whenLabel(task.completed_at) })
+      : null,
+    due
+      ? h(
+          "span",
+          { class: look.overdue ? "due due-overdue" : "due", title: due.title },
+          look.overdue ? h("span", { class: "visually-hidden", text: "Overdue: " }) : null,
+          h("span", { class: "due-text", text: due.text }),
+        )
+      : null,
+    task.status === "in_progress" ? h("span", { class: "badge status-in_progress", text: "In progress" }) : null,
+    task.priority !== "medium"
+      ? h("span", { class: `badge prio-${task.priority}`, text: `${PRIORITY_LABELS[task.priority]} priority` })
+      : null,
+    task.tags.length
+      ? h(
+          "span",
+          { class: "tags" },
+          task.tags.map((t) =>
+            h("button", {
+              type: "button",
+              class: "tag",
+              "data-action": "tag",
+              "data-tag": t,
+              text: "#" + t,
+              "aria-label": `Show tasks tagged ${t}`,
+              onclick: () => hooks.filterTag(t),
+            }),
+          ),
+        )
+      : null,
   );
-  const tags = task.tags.length
-    ? h("ul", { class: "tags", "aria-label": "Tags" }, task.tags.map((t) => h("li", { class: "tag", text: t })))
-    : null;
+  const checkbox = h("input", {
+    type: "checkbox",
+    class: "task-check",
+    "data-action": "status",
+    checked: done,
+    "aria-label": done ? `Done: ${task.title} (uncheck to reopen)` : `Mark done: ${task.title}`,
+    onchange: (ev) => {
+      ev.currentTarget.disabled = true;
+      hooks.complete(task, !done);
+    },
+  });
   const actions = h(
     "div",
-    { class: "task-actions" },
-    h("button", {
-      type: "button",
-      class: done ? "btn btn-small" : "btn btn-small btn-success",
-      "data-action": "status",
-      text: done ? "Reopen" : "Mark done",
-      "aria-label": `${done ? "Reopen" : "Mark done"}: ${task.title}`,
-      onclick: (ev) => setStatus(task, done ? "todo" : "done", ev.currentTarget, hooks),
-    }),
+    { class: "task-actions", id: `actions-${task.id}` },
     h("button", {
       type: "button",
       class: "btn btn-small btn-edit",
@@ -53,20 +83,38 @@ export function renderRow(task, look, msg, hooks) {
       "data-action": "delete",
       text: "Delete",
       "aria-label": `Delete: ${task.title}`,
-      onclick: () => deleteTask(task, hooks),
+      onclick: () => hooks.remove(task),
     }),
   );
+  const more = h("button", {
+    type: "button",
+    class: "btn btn-small btn-quiet task-more",
+    "data-action": "more",
+    "aria-expanded": "false",
+    "aria-controls": `actions-${task.id}`,
+    "aria-label": `More actions: ${task.title}`,
+    text: "⋯",
+    onclick: (ev) => {
+      const li = ev.currentTarget.closest(".task");
+      const open = li.classList.toggle("task-open");
+      ev.currentTarget.setAttribute("aria-expanded", String(open));
+    },
+  });
+  const classes = ["task"];
+  if (done) classes.push("task-done");
+  if (look.overdue) classes.push("task-overdue");
   return h(
     "li",
-    { class: done ? "task task-done" : "task", dataset: { id: task.id } },
+    { class: classes.join(" "), dataset: { id: task.id }, tabindex: "-1" },
+    h("label", { class: "task-check-wrap" }, checkbox),
     h(
       "div",
       { class: "task-body" },
       h("h3", { class: "task-title", text: task.title }),
       task.description ? h("p", { class: "task-desc", text: task.description }) : null,
       meta,
-      tags,
     ),
+    more,
     actions,
     msg,
   );
@@ -75,64 +123,4 @@ export function renderRow(task, look, msg, hooks) {
 /** A new, empty message line for a row. */
 export function rowMessageLine() {
   return h("p", { class: "msg task-msg", role: "status" });
-}
-
-function writeErrorText(err, prefix) {
-  if (err.status === 404) return `${prefix}: it no longer exists (deleted elsewhere?). The list was refreshed.`;
-  if (err.status === 412) return `${prefix}: it was changed elsewhere. The list was refreshed; try again.`;
-  return `${prefix}: ${describeError(err)}`;
-}
-
-async function setStatus(task, status, button, hooks) {
-  button.disabled = true;
-  messageShown(task.id, status === "done" ? "Marking as done…" : "Reopening…");
-  try {
-    // No If-Match: changing only the status is safe even if another field changed meanwhile.
-    await request("PATCH", `/tasks/${task.id}`, { json: { status } });
-    const text = status === "done" ? "Marked as done." : "Reopened: back to To do.";
-    messageShown(task.id, text, "success", { keep: true });
-    await hooks.refresh();
-  } catch (err) {
-    button.disabled = false;
-    if (err.status === 401) return;
-    const text = writeErrorText(err, "Could not change the status");
-    if (err.status === 404) {
-      sayOnList(text, "error"); // the task is gone from the refreshed list
-      hooks.refresh();
-    } else if (err.status === 412) {
-      messageShown(task.id, text, "error", { keep: true });
-      hooks.refresh();
-    } else {
-      messageShown(task.id, text, "error");
-    }
-  }
-}
-
-async function deleteTask(task, hooks) {
-  const confirmed = await confirmDialog({
-    title: "Delete this task?",
-    text: `“${task.title}” will be deleted. This cannot be undone.`,
-    confirmLabel: "Delete task",
-  });
-  if (!confirmed) {
-    messageShown(task.id, "Not deleted.");
-    return;
-  }
-  messageShown(task.id, "Deleting…");
-  try {
-    await request("DELETE", `/tasks/${task.id}`);
-    hooks.deleted(task);
-    sayOnList(`Deleted “${task.title}”.`, "success");
-    await hooks.refresh();
-    $("tasks-heading").focus();
-  } catch (err) {
-    if (err.status === 401) return;
-    const text = writeErrorText(err, "Could not delete the task");
-    if (err.status === 404) {
-      sayOnList(text, "error");
-      hooks.refresh();
-    } else {
-      messageShown(task.id, text, "error");
-    }
-  }
 }

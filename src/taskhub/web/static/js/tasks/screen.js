@@ -1,7 +1,10 @@
 // The Tasks screen: wires its modules together; app.js talks to it and to nothing else under tasks/.
 //
-//   query.js    filters, sort and page <-> the filter controls, the URL and the API query
-//   list.js     loads a page and shows it keyed by task id (row.js: one row and its buttons)
+//   query.js    view, filters, sort and page <-> the controls, the URL and the API query
+//   list.js     loads a page and shows it keyed by task id (row.js: one row and its controls)
+//   undo.js     complete / reopen / delete with an undo toast
+//   quickadd.js the quick-add line and its chips
+//   shortcuts.js the keyboard shortcuts (q, /, j, k, x, e, z, ?)
 //   editor.js   the create/edit form and its drafts
 //   stats.js    the stats panel
 //   actions.js  every change to the store's task slices (store.js), e.g. taskUpserted / taskRemoved
@@ -10,8 +13,13 @@ import { tasksCleared } from "./actions.js";
 import { initEditor, openEditor, resetEditor, startEditorFor, taskDeleted } from "./editor.js";
 import { initList, loadList } from "./list.js";
 import { clearListMessage } from "./list-message.js";
-import { initQuery, setQueryFromUrl as readQuery } from "./query.js";
+import { filterByTag, initQuery, setQueryFromUrl as readQuery } from "./query.js";
+import { focusQuickAdd, initQuickAdd } from "./quickadd.js";
+import { initShortcuts } from "./shortcuts.js";
 import { initStats, loadStats } from "./stats.js";
+import { complete, dropPending, initUndo, remove, settle, undo } from "./undo.js";
+
+export { settle as settleUndo } from "./undo.js";
 
 export { urlQuery } from "./query.js";
 
@@ -22,17 +30,28 @@ export function refreshTasks() {
 
 /** Wire the screen once. `urlChanged()` is told when the filters or the page change (to update the URL). */
 export function initTasks({ urlChanged }) {
-  initQuery({
-    changed({ focus }) {
-      clearListMessage();
-      urlChanged();
-      const loading = loadList();
-      if (focus) loading.then(() => $("tasks-heading").focus());
+  const changed = ({ focus }) => {
+    clearListMessage();
+    urlChanged();
+    const loading = loadList();
+    if (focus) loading.then(() => $("tasks-heading").focus());
+  };
+  initQuery({ changed });
+  initList({
+    urlChanged,
+    edit: openEditor,
+    complete,
+    remove,
+    quickAdd: focusQuickAdd,
+    filterTag(tag) {
+      if (filterByTag(tag)) changed({ focus: true });
     },
   });
-  initList({ urlChanged, edit: openEditor, deleted: taskDeleted, refresh: refreshTasks });
+  initUndo({ refresh: refreshTasks, deleted: taskDeleted });
+  initQuickAdd({ refresh: refreshTasks });
   initEditor({ refresh: refreshTasks });
   initStats();
+  initShortcuts({ edit: openEditor, complete, remove, undo, quickAdd: focusQuickAdd, settle });
 }
 
 /** Filters and page from the URL's query (e.g. #/tasks?status=todo&page=2). */
@@ -51,6 +70,7 @@ export function startTasksFor(userId) {
  * draft for the same person, see startTasksFor); on a sign-out (`keepDraft` false) they are cleared.
  */
 export function resetTasksScreen({ keepDraft }) {
+  dropPending();
   resetEditor({ keepDraft });
   tasksCleared();
   clearListMessage();
