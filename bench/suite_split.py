@@ -213,7 +213,8 @@ def run(opts: Options) -> tuple[str, dict[str, Any]]:
             for index, proc in enumerate(procs)
             if _relay_leader(proc.url)
         ]
-    return _report(topologies, opts, leaders, _verification_cost(keys_file))
+        verification = _verification_cost(keys_file)  # while the key file exists (the stack removes it)
+    return _report(topologies, opts, leaders, verification)
 
 
 def _verification_cost(keys_file: Path, tokens: int = 2000) -> dict[str, float]:
