@@ -6,7 +6,8 @@ workers and pool sizes), ``--profile`` (py-spy on list, get, create), ``--events
 relay -> RabbitMQ -> worker throughput, commit-to-handler and commit-to-SSE latency, cost of the outbox
 on create), ``--replicas`` (replica-read share under mixed on a PostgreSQL HA cluster of its own),
 ``--topologies`` (one server vs PgBouncer vs two shards, per request), ``--fleet`` (nginx over three
-instances vs one, CPU per request by layer). ``--quick`` is a CI smoke test.
+instances vs one, CPU per request by layer), ``--split`` (the split deployment of issue 16 vs the
+monolith, CPU per request by service). ``--quick`` is a CI smoke test.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Options]:
                         "(bench/topologies.py)")
     p.add_argument("--fleet", action="store_true",
                    help="mixed through nginx over 3 instances vs 1 instance, CPU per request by layer")
+    p.add_argument("--split", action="store_true",
+                   help="mixed against the monolith, the monolith behind nginx and the split deployment (nginx, "
+                        "auth, users, tasks x2, notifications; issue 16), CPU per request by service")
     p.add_argument("--ab", metavar="REF", help="A/B: git revision REF's src against the working tree")
     p.add_argument("--ab-cache-ttl", default="300", help="TASKHUB_CACHE_TTL for the A/B servers")
     p.add_argument("--ab-scenarios", default="list,list-filtered,get,create,update,mixed")
@@ -106,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         ["", ""], env.items()) + "\n")
     selected = [s for s, on in (("growth", a.growth), ("stacks", a.stacks), ("profile", a.profile),
                                 ("ab", bool(a.ab)), ("events", a.events),
-                                ("replicas", a.replicas), ("topologies", a.topologies), ("fleet", a.fleet)) if on]
+                                ("replicas", a.replicas), ("topologies", a.topologies), ("fleet", a.fleet),
+                                ("split", a.split)) if on]
     suites = (["main", "growth", "stacks", "profile", "fleet"] if a.all else selected) or ["main"]
     if opts.quick and not selected and not a.all:
         suites = ["main"]
@@ -169,6 +174,11 @@ def run_suites(a: argparse.Namespace, opts: Options, suites: list[str]) -> None:
 
             body, raw = suite_fleet.run(opts)
             title = "## Fleet: nginx over 3 instances vs 1 instance"
+        elif suite == "split":
+            from bench import suite_split
+
+            body, raw = suite_split.run(opts)
+            title = "## Split deployment vs monolith: CPU per request by service (issue 16)"
         elif suite == "ab":
             from bench import suite_ab
 
