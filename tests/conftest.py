@@ -224,7 +224,9 @@ async def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         assert name is not None
         if request.param == "pgbouncer":
             bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
-            yield Backend("pgbouncer", bouncer.url(name), url, {"database_pgbouncer": True})
+            # The relay's leader lock is session state: it connects directly (docs/scaling.md).
+            extra = {"database_pgbouncer": True, "relay_database_url": url}
+            yield Backend("pgbouncer", bouncer.url(name), url, extra)
             return
         if request.param == "sharded":
             shards: list[PgInstance] = request.getfixturevalue("shard_servers")

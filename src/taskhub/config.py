@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     broker_exchange: str = "taskhub.events"
     broker_queue_prefix: str = "taskhub"  # queues are <prefix>.<consumer>, .retry.<n>, .dlq
     relay_enabled: bool = True  # run the outbox relay inside `serve` (leader-elected)
+    # A direct (session-mode) URL of the primary for the relay's leader connection: its leader lock is
+    # a session advisory lock, which PgBouncer's transaction mode cannot hold. Required with
+    # database_pgbouncer; defaults to database_url otherwise (docs/scaling.md, "Pooling").
+    relay_database_url: str | None = None
     relay_batch_size: int = Field(default=200, ge=1, le=10_000)
     relay_poll_interval: float = Field(default=0.1, gt=0)  # seconds between outbox polls when idle
     outbox_retention: int = Field(default=86_400, ge=0)  # seconds sent events stay (stream resume)
