@@ -64,6 +64,9 @@ async def test_without_a_direct_url_the_relay_stands_by_and_writes_go_on(
             "TASKHUB_RELAY_DATABASE_URL (a direct URL of the primary) is required behind PgBouncer"
         )
         assert await unsent(app) == 1
+        ready = (await client.get("/ready")).json()
+        assert ready["checks"]["broker"]["relay_leader"] is False
+        assert ready["checks"]["broker"]["relay_error"] == status.last_error
 
 
 async def test_with_a_direct_url_the_relay_delivers(

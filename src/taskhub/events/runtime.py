@@ -115,6 +115,8 @@ class EventsRuntime:
             check["outbox"] = {"error": type(exc).__name__}
         if self.relay is not None:
             check["relay_leader"] = self.relay.status.leader
+            if not self.relay.status.leader and self.relay.status.last_error:
+                check["relay_error"] = self.relay.status.last_error  # e.g. a missing setting
         return check
 
     async def _probe_broker(self) -> tuple[bool, str | None]:
