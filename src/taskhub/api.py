@@ -13,6 +13,7 @@ from taskhub.admin.router import router as admin_users_router
 from taskhub.analytics.router import router as analytics_router
 from taskhub.auth.keys_router import router as keys_router
 from taskhub.auth.router import router as auth_router
+from taskhub.core.openapi import unique_id
 from taskhub.events.stream import router as events_router
 from taskhub.notifications.router import router as notifications_router
 from taskhub.ops.docs import router as docs_router
@@ -47,8 +48,11 @@ def routers_for(service: str) -> tuple[APIRouter, APIRouter]:
     """
     if service != "all" and service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; one of all, {', '.join(SERVICES)}")
-    api = APIRouter(prefix=API_PREFIX)
-    root = APIRouter()
+    # Operation ids are the endpoint names (core.openapi.unique_id): the OpenAPI links and the
+    # fuzzers name them. Routes included into these routers keep the routers' function, so the app's
+    # generate_unique_id_function alone would not reach them.
+    api = APIRouter(prefix=API_PREFIX, generate_unique_id_function=unique_id)
+    root = APIRouter(generate_unique_id_function=unique_id)
     if service == "all":
         for router in (
             auth_router,

@@ -78,6 +78,31 @@ async def test_openapi_lists_problem_types_and_no_fastapi_defaults(client: httpx
     }
 
 
+async def test_operation_ids_are_endpoint_names_and_every_link_names_one(client: httpx.AsyncClient) -> None:
+    """The links (and the fuzzers' filters) name operations by id; ids are the endpoint functions'
+    names wherever a route is mounted (the service routers included)."""
+    document = (await client.get("/openapi.json")).json()
+    ids = {
+        (method, path): operation["operationId"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert ids[("get", "/api/v1/tasks/{task_id}")] == "get_task"
+    assert ids[("post", "/api/v1/auth/logout")] == "logout"
+    assert ids[("post", "/api/v1/auth/logout-all")] == "logout_all"
+    assert ids[("get", "/health")] == "health"
+    assert len(set(ids.values())) == len(ids)
+    linked = {
+        link["operationId"]
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for response in operation["responses"].values()
+        for link in response.get("links", {}).values()
+    }
+    assert linked == {"get_task", "update_task", "replace_task", "delete_task"}
+    assert linked <= set(ids.values())
+
+
 async def test_every_task_response_is_documented(app: FastAPI, api: Api, client: httpx.AsyncClient) -> None:
     doc = Conformance(app)
     h = await api.user("doc@x.io")

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import deep_run
+from tests.conftest import PASSWORD, deep_run
 from tests.fuzz.conftest import FuzzTarget, server_alive
 
 ST = str(Path(sys.executable).parent / "st")
@@ -84,7 +84,7 @@ def schemathesis_run(target: FuzzTarget, token: str, *filters: str, config: pyte
 
 
 def test_every_operation_as_a_user(fuzz_target: FuzzTarget, request: pytest.FixtureRequest) -> None:
-    # Logout revokes the token the run is using: it runs on its own (next test).
+    # Logout and sign-out-everywhere revoke the token the run is using: they run on their own (below).
     schemathesis_run(
         fuzz_target,
         fuzz_target.user_token,
@@ -92,6 +92,8 @@ def test_every_operation_as_a_user(fuzz_target: FuzzTarget, request: pytest.Fixt
         "admin",
         "--exclude-operation-id",
         "logout",
+        "--exclude-operation-id",
+        "logout_all",
         config=request.config,
         min_links=8,  # the task lifecycle: create -> get/update/replace/delete, get -> update/...
     )
@@ -102,6 +104,20 @@ def test_logout(fuzz_target: FuzzTarget, request: pytest.FixtureRequest) -> None
     token = fuzz_target.login("user@fuzz.io")
     schemathesis_run(
         fuzz_target, token, "--include-operation-id", "logout", "--phases", "coverage,fuzzing", config=request.config
+    )
+
+
+def test_logout_all(fuzz_target: FuzzTarget, request: pytest.FixtureRequest) -> None:
+    """Sign out everywhere with an account of its own (it cuts off every earlier token of that
+    account, the run's shared user's included otherwise): later calls must be documented 401s."""
+    with fuzz_target.server.client() as client:
+        r = client.post(
+            "/api/v1/auth/register", json={"email": "everywhere@fuzz.io", "password": PASSWORD, "name": "Everywhere"}
+        )
+    assert r.status_code == 201, r.text
+    token = fuzz_target.login("everywhere@fuzz.io")
+    schemathesis_run(
+        fuzz_target, token, "--include-operation-id", "logout_all", "--phases", "coverage,fuzzing", config=request.config
     )
 
 
