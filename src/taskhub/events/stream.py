@@ -161,21 +161,20 @@ class _Ending(Exception):
     """The instance drains: the stream ends."""
 
 
-async def _next_event(sub: Subscription, ending: asyncio.Event, wait: float) -> Published | None:
-    """The next event of ``sub``; None after ``wait`` seconds without one.
+async def _next_event(sub: Subscription, stopper: asyncio.Future[Any], wait: float) -> Published | None:
+    """The next event of ``sub``; None after ``wait`` seconds without one. ``stopper`` is the
+    stream's one wait on the drain's ``streams_end`` (made once per stream, not per event).
 
     Raises:
-        _Ending: ``ending`` was set (the instance drains).
+        _Ending: ``stopper`` finished (the instance drains).
     """
-    if ending.is_set():
+    if stopper.done():
         raise _Ending
     getter = asyncio.ensure_future(sub.queue.get())
-    stopper = asyncio.ensure_future(ending.wait())
-    done, pending = await asyncio.wait({getter, stopper}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
+    done, _ = await asyncio.wait({getter, stopper}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
     if getter in done:
         return getter.result()  # an event that arrived with the drain still goes out
+    getter.cancel()
     if stopper in done:
         raise _Ending
     return None
@@ -220,30 +219,34 @@ async def event_stream(
     after = _parse_last_event_id(last_event_id)
 
     async def body() -> AsyncIterator[bytes]:
-        with hub.subscribe(str(owner)) as sub:
-            yield b"retry: 1000\n\n"
-            last = after if after is not None else -1
-            if after is not None:
-                for event in await replay(ctx.db, owner, after):
-                    yield _frame(event)
-                    last = event.seq
-            while not sub.overflowed:
-                remaining = expires_at - time.time()
-                if remaining <= 0:
-                    return
-                try:
-                    received = await _next_event(sub, ending, min(heartbeat, remaining))
-                except _Ending:
-                    return
-                if received is None:
-                    if not await _still_valid(ctx, token):
+        stopper = asyncio.ensure_future(ending.wait())  # one per stream, not one per event
+        try:
+            with hub.subscribe(str(owner)) as sub:
+                yield b"retry: 1000\n\n"
+                last = after if after is not None else -1
+                if after is not None:
+                    for event in await replay(ctx.db, owner, after):
+                        yield _frame(event)
+                        last = event.seq
+                while not sub.overflowed:
+                    remaining = expires_at - time.time()
+                    if remaining <= 0:
                         return
-                    yield b": heartbeat\n\n"
-                    continue
-                if received.seq <= last:  # already sent by the replay
-                    continue
-                last = received.seq
-                yield _frame(received)
+                    try:
+                        received = await _next_event(sub, stopper, min(heartbeat, remaining))
+                    except _Ending:
+                        return
+                    if received is None:
+                        if not await _still_valid(ctx, token):
+                            return
+                        yield b": heartbeat\n\n"
+                        continue
+                    if received.seq <= last:  # already sent by the replay
+                        continue
+                    last = received.seq
+                    yield _frame(received)
+        finally:
+            stopper.cancel()
 
     return StreamingResponse(
         body(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
