@@ -180,24 +180,14 @@ class _FileLeadership:
         os.close(self.fd)
 
 
-class RelayNeedsDirectURL(Exception):
-    """Behind PgBouncer in transaction mode (``TASKHUB_DATABASE_PGBOUNCER``) without
-    ``TASKHUB_RELAY_DATABASE_URL``: the leader lock, a session advisory lock, would be taken on a
-    server connection PgBouncer hands to other clients after the transaction, so two relays could
-    lead at once (and asyncpg's prepared statements fail there). The relay stands by instead;
-    events wait in the outbox, never lost."""
+#: Why the relay does not start behind PgBouncer without a direct URL: its leader lock, a session
+#: advisory lock, would be taken on a server connection PgBouncer hands to other clients after the
+#: transaction, so two relays could lead at once (and asyncpg's prepared statements fail there).
+NEEDS_DIRECT_URL = "TASKHUB_RELAY_DATABASE_URL (a direct URL of the primary) is required behind PgBouncer"
 
 
 def _relay_engine(db: Database, settings: Settings) -> AsyncEngine:
-    """The leader's engine: ``relay_database_url`` or the primary's URL.
-
-    Raises:
-        RelayNeedsDirectURL: behind PgBouncer without a direct URL.
-    """
-    if settings.database_pgbouncer and not settings.relay_database_url:
-        raise RelayNeedsDirectURL(
-            "TASKHUB_RELAY_DATABASE_URL (a direct URL of the primary) is required behind PgBouncer"
-        )
+    """The leader's engine: ``relay_database_url`` or the primary's URL."""
     # The leader's connection lives as long as its leadership: it comes from an engine of its own
     # (no pool), not from the request pool, which it would shrink by one for good.
     return create_async_engine(
@@ -272,6 +262,12 @@ class Relay:
 
     async def run(self) -> None:
         """Stand by or lead until :meth:`stop` (or cancelled); never raises for a broker or database outage."""
+        if self.settings.database_pgbouncer and not self.settings.relay_database_url:
+            # A setting, not an outage: said once; events wait in the outbox (never lost).
+            self.status.last_error = NEEDS_DIRECT_URL
+            log.error("relay_not_started", error=NEEDS_DIRECT_URL)
+            await self._stopping.wait()
+            return
         backoff = 0.1
         while not self._stopping.is_set():
             leadership: _Leadership | None = None
@@ -279,10 +275,6 @@ class Relay:
                 if self.db.dialect == "postgresql" and self._engine is None:
                     self._engine = _relay_engine(self.db, self.settings)
                 leadership = await _acquire(self.db, self.settings, self._engine)
-            except RelayNeedsDirectURL as exc:
-                if self.status.last_error != str(exc):  # a setting, not an outage: say it once
-                    log.error("relay_not_started", error=str(exc))
-                self.status.last_error = str(exc)
             except Exception as exc:
                 self.status.last_error = repr(exc)
                 log.warning("relay_lock_failed", exc_info=True)
