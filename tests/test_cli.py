@@ -272,3 +272,10 @@ def test_reset_password_of_any_account(tmp_path: Path) -> None:
         old = c.get("/api/v1/users/me", headers={"Authorization": f"Bearer {before['access_token']}"})
         assert old.status_code == 401
         assert c.post("/api/v1/auth/refresh", json={"refresh_token": before["refresh_token"]}).status_code == 401
+
+
+def test_serve_takes_the_service_from_taskhub_service(tmp_path: Path) -> None:
+    """``TASKHUB_SERVICE`` (the documented setting) chooses the service when ``--service`` is absent."""
+    with serve(tmp_path, {"TASKHUB_SERVICE": "notifications"}) as server, server.client() as c:
+        assert c.get("/api/v1/tasks").status_code == 404  # not this service's route
+        assert c.get("/api/v1/notifications").status_code == 401  # its own, asking for a token

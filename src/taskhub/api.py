@@ -53,27 +53,11 @@ def routers_for(service: str) -> tuple[APIRouter, APIRouter]:
     # generate_unique_id_function alone would not reach them.
     api = APIRouter(prefix=API_PREFIX, generate_unique_id_function=unique_id)
     root = APIRouter(generate_unique_id_function=unique_id)
-    if service == "all":
-        for router in (
-            auth_router,
-            users_router,
-            analytics_router,
-            tasks_router,
-            notifications_router,
-            events_router,
-            admin_users_router,
-            admin_tasks_router,
-        ):
+    for name in SERVICES if service == "all" else (service,):
+        for router in _API_ROUTERS[name]:
             api.include_router(router)
-        root.include_router(keys_router)
-    else:
-        for router in _API_ROUTERS[service]:
-            api.include_router(router)
-        for router in _ROOT_ROUTERS.get(service, ()):
+        for router in _ROOT_ROUTERS.get(name, ()):
             root.include_router(router)
     for router in _SHARED:
         root.include_router(router)
     return api, root
-
-
-api_router, root_router = routers_for("all")

@@ -39,7 +39,10 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request")] = False,
     service: Annotated[
-        str, typer.Option(help="The part of the API to serve: all, auth, users, tasks or notifications")
+        str,
+        typer.Option(
+            envvar="TASKHUB_SERVICE", help="The part of the API to serve: all, auth, users, tasks or notifications"
+        ),
     ] = "all",
 ) -> None:
     """Run the HTTP server (embedded mode migrates its SQLite database first).
