@@ -98,10 +98,9 @@ def _due_phrase(text: str, taken: list[_Span], time_zone: str, now: datetime) ->
         cursor = match.end()
         if phrase.strip().lower() in _REFUSED_PHRASES:
             continue
-        start, end = _without_stray_numbers(rest, match.start(), match.end(), periods)
+        start, end, period = _without_stray_numbers(rest, match.start(), match.end(), periods)
         if not _DATE_SIGNAL.search(rest[start:end]):
             continue
-        period = periods.get_date_data(rest[start:end]).period
         span = _Span(kept[start], kept[end - 1] + 1)
         if period in _DAY_PERIODS:
             day = when.date()
@@ -123,14 +122,15 @@ def _is_code(word: str) -> bool:
     return has_digit and has_letter and not _TIME_OR_ORDINAL.fullmatch(word)
 
 
-def _without_stray_numbers(rest: str, start: int, end: int, periods: DateDataParser) -> tuple[int, int]:
-    """``rest[start:end]`` without a bare number at either edge when the phrase means the same
-    without it: dateparser reads "read 1984 tomorrow" as the phrase "1984 tomorrow"."""
+def _without_stray_numbers(rest: str, start: int, end: int, periods: DateDataParser) -> tuple[int, int, str | None]:
+    """``(start, end, period)``: ``rest[start:end]`` without a bare number at either edge when the
+    phrase means the same without it (dateparser reads "read 1984 tomorrow" as the phrase "1984
+    tomorrow"), and the phrase's dateparser period ("day", "time", ...), the same for both."""
     whole = periods.get_date_data(rest[start:end])
     while True:
         words = list(_WORD.finditer(rest, start, end))
         if len(words) < 2:
-            return start, end
+            return start, end, whole.period
         for edge, keep in ((words[0], (words[1].start(), end)), (words[-1], (start, words[-2].end()))):
             if edge.group().isdigit():
                 shorter = periods.get_date_data(rest[keep[0] : keep[1]])
@@ -138,7 +138,7 @@ def _without_stray_numbers(rest: str, start: int, end: int, periods: DateDataPar
                     start, end = keep
                     break
         else:
-            return start, end
+            return start, end, whole.period
 
 
 def parse(text: str, time_zone: str, now: datetime) -> QuickAddResult:

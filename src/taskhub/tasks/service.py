@@ -117,12 +117,12 @@ async def create(
         IdempotencyKeyInFlight: a concurrent request with the same key is still running (409).
     """
     now = utcnow()
-    time_zone = await _owner_time_zone(session, actor, data.due_date)
     claim: idempotency.Claim | None = None
     if idempotency_key is not None:
         claim = await idempotency.claim(session, actor.id, idempotency_key, data, ttl=idempotency_ttl, now=now)
         if claim.replay is not None:
             return CreateResult(TaskRead.model_validate(claim.replay), replayed=True)
+    time_zone = await _owner_time_zone(session, actor, data.due_date)  # a replay needs no zone (nor its lock)
 
     task = {
         "id": new_id(),
