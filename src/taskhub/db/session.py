@@ -465,17 +465,25 @@ async def _rollback_quietly(session: AsyncSession) -> None:
 AfterCommit = Callable[[], Awaitable[None]]
 
 
-def on_commit(session: AsyncSession, callback: AfterCommit) -> None:
+def on_commit(session: AsyncSession, callback: AfterCommit, *, key: object = None) -> None:
     """Run ``callback`` after the unit of work commits (never if it rolls back).
 
-    Used for side effects that must not see uncommitted data, such as cache invalidation.
+    Used for side effects that must not see uncommitted data, such as cache invalidation. With a
+    ``key`` (hashable), a second callback under the same key in the same unit of work is dropped:
+    a unit that changes many rows of one owner invalidates that owner's cache once.
     """
+    if key is not None:
+        keys: set[object] = session.info.setdefault("after_commit_keys", set())
+        if key in keys:
+            return
+        keys.add(key)
     session.info.setdefault("after_commit", []).append(callback)
 
 
 async def run_after_commit(session: AsyncSession) -> None:
     """Run and clear the callbacks registered with :func:`on_commit`; failures are logged, not raised."""
     callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    session.info.pop("after_commit_keys", None)
     for callback in callbacks:
         try:
             await callback()

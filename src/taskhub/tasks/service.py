@@ -60,7 +60,7 @@ def _invalidate_after_commit(session: AsyncSession, cache: ResponseCache, owner_
     async def _invalidate() -> None:
         await cache.invalidate(owner_id.hex)
 
-    on_commit(session, _invalidate)
+    on_commit(session, _invalidate, key=("task-pages", owner_id))
 
 
 def due_columns(due: datetime | date | None, time_zone: str) -> dict[str, Any]:
@@ -243,21 +243,16 @@ async def delete(
     _invalidate_after_commit(session, cache, task.owner_id)
 
 
-async def move_all_day(session: AsyncSession, owner_id: uuid.UUID, time_zone: str, *, cache: ResponseCache) -> int:
+async def move_all_day(session: AsyncSession, owner_id: uuid.UUID, time_zone: str, *, cache: ResponseCache) -> None:
     """Recompute ``due_date`` of every all-day task of ``owner_id`` for their new ``time_zone``
     (the end of ``due_on`` there), in the caller's unit of work: each moved task gets a new
     version, ``updated_at`` and a ``task.updated`` event, like any other change of ``due_date``.
-    Returns how many tasks moved.
 
     Raises: VersionMismatch when a concurrent write changed one of them first (412).
     """
-    moved = 0
     for task in await task_repo.all_day_owned(session, owner_id):
         assert task.due_on is not None  # the all_day check constraint
-        before = task.version
         await _apply(session, task, {"due_date": end_of_day(task.due_on, time_zone)}, cache=cache)
-        moved += task.version != before
-    return moved
 
 
 async def delete_all_of(session: AsyncSession, owner_id: uuid.UUID) -> None:
