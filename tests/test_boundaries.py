@@ -134,13 +134,11 @@ def test_the_services_together_serve_exactly_the_single_process_routes() -> None
 
     split: set[tuple[str, frozenset[str]]] = set().union(*(routes(s) for s in SERVICES))
     assert split == routes("all")
-    api_paths = {path for path, _ in split if path.startswith("/api/v1/")}
-    owners = {}
+    owners: dict[str, str] = {}
     for service in SERVICES:
         for path, _ in routes(service):
             if path.startswith("/api/v1/"):
                 assert owners.setdefault(path, service) == service, f"{path} served by two services"
-    assert set(owners) == api_paths
 
 
 @pytest.mark.parametrize("service", [*SERVICES, "all"])

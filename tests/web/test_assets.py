@@ -87,6 +87,14 @@ def hashed(path: str, body: bytes) -> str:
 
 
 class TestSameOrigin:
+    async def test_no_file_outside_the_static_directory_is_served(self, open_app: Callable[..., Any]) -> None:
+        # Percent-encoded dot segments: httpx removes literal ones before sending, the app gets these.
+        # ``web/router.py`` sits next to the static directory, so a missing containment check serves it.
+        async with open_app() as client:
+            for path in ("/static/%2e%2e/router.py", "/static/js/%2e%2e/%2e%2e/router.py"):
+                r = await client.get(path)
+                assert r.status_code == 404, (path, r.status_code)
+
     async def test_every_url_in_the_page_is_hashed_resolves_and_is_immutable(
         self, open_app: Callable[..., Any]
     ) -> None:
