@@ -89,7 +89,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Hash the dashboard's files first: a page naming a missing file stops the start-up.
-        app.state.static_site = StaticSite(static_root or packaged_root(), base_url=settings.asset_base_url)
+        app.state.static_site = StaticSite(
+            static_root or packaged_root(),
+            base_url=settings.asset_base_url,
+            watch=settings.env == "development",
+        )
         ctx = build_context(settings)
         app.state.ctx = ctx
         if isinstance(ctx.tokens.keys, RemoteJwks):

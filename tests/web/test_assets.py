@@ -171,6 +171,18 @@ class TestSameOrigin:
             assert (await client.get(new_api)).content == (root / "js/api.js").read_bytes()
             assert (await client.get(old_api)).status_code == 404  # an old hash never serves new bytes
 
+    async def test_in_production_the_files_of_the_start_are_served_without_rescans(
+        self, open_app: Callable[..., Any], tmp_path: Path
+    ) -> None:
+        root = tmp_path / "static"
+        shutil.copytree(STATIC, root)
+        async with open_app(static_root=root, env="production") as client:
+            before = import_map((await client.get("/")).text)
+            with (root / "js/api.js").open("a") as f:
+                f.write("\n// changed\n")
+            assert import_map((await client.get("/")).text) == before
+            assert (await client.get(before["/static/js/api.js"])).status_code == 200
+
     async def test_a_page_naming_a_missing_file_stops_the_start(self, tmp_path: Path) -> None:
         root = tmp_path / "static"
         root.mkdir()

@@ -337,17 +337,19 @@ def _render(source: str, assets: Mapping[str, Asset], *, base: str, external: bo
 
 
 class StaticSite:
-    """The catalog the app serves, rescanned when a file changes (a front-end developer's edit
-    shows on the next page load without a restart; an installed package never changes, and the
-    check is one ``stat`` per file on page loads and on unknown hashed names only).
+    """The catalog the app serves. With ``watch`` (development) it is rescanned when a file
+    changes, so a front-end developer's edit shows on the next page load without a restart (one
+    ``stat`` per file on page loads and on unknown hashed names); without it (production: an
+    installed package never changes) the scan made at start is served as it is.
 
     Raises:
         AssetError: from the constructor and from :meth:`current`, see :meth:`Catalog.scan`.
     """
 
-    def __init__(self, root: Path, *, base_url: str | None = None) -> None:
+    def __init__(self, root: Path, *, base_url: str | None = None, watch: bool = True) -> None:
         self.root = root
         self.base_url = base_url
+        self.watch = watch
         self._catalog = Catalog.scan(root, base_url=base_url)
 
     @property
@@ -356,7 +358,7 @@ class StaticSite:
         return self._catalog
 
     def current(self) -> Catalog:
-        """The catalog, rescanned first when any file changed since the last scan."""
-        if self._catalog.changed():
+        """The catalog; when watching, rescanned first if any file changed since the last scan."""
+        if self.watch and self._catalog.changed():
             self._catalog = Catalog.scan(self.root, base_url=self.base_url)
         return self._catalog
