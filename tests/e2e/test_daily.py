@@ -431,6 +431,7 @@ def test_phone_rows_dark_mode_and_long_text(server: Server, browser: Any, shots:
         page.reload()
         expect(page.locator("#list-count")).to_have_text("12 tasks")
         assert page.evaluate("document.documentElement.dataset.theme") == "light"
+        assert page.evaluate("getComputedStyle(document.documentElement).backgroundColor") == "rgb(244, 246, 250)"
         expect(page.get_by_role("button", name="Dark mode")).to_have_attribute("aria-pressed", "false")
         shots(page, "daily-phone-light", widths=(PHONE,))
         page.get_by_role("button", name="Dark mode").click()
