@@ -52,7 +52,6 @@ EXCEPTIONS = {
     ("graphql.schema", "taskhub.notifications.service"): "the viewer's notifications in a GraphQL query",
     ("graphql.schema", "taskhub.users.models"): "the viewer is the caller's type",
     ("graphql.types", "taskhub.users.models"): "a task's owner and the viewer are accounts",
-    ("graphql.context", "taskhub.users.service"): "task owners loaded by ids in one statement (batching)",
     ("graphql.context", "taskhub.users.models"): "the viewer is the caller's type",
 }
 

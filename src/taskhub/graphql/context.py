@@ -1,5 +1,4 @@
-"""The per-request GraphQL context: the caller (authenticated lazily, once), units of work and
-DataLoaders.
+"""The per-request GraphQL context: the caller (authenticated lazily, once) and units of work.
 
 Authentication is the REST one (:func:`taskhub.auth.dependencies.current_user` with the Bearer
 token of the ``Authorization`` header; never a query string): a missing, invalid or revoked
@@ -8,25 +7,22 @@ the whole HTTP request, as GraphQL clients expect errors in the body.
 
 Fields of one operation may resolve concurrently, and an ``AsyncSession`` is not safe for
 concurrent use: every root field opens its own short unit of work (:meth:`read` or, for a
-mutation field, :meth:`write`: one transaction per mutation), and loaders open their own.
+mutation field, :meth:`write`: one transaction per mutation).
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from taskhub.auth.dependencies import bearer, current_user
 from taskhub.context import AppContext, get_context, read_unit, write_unit
-from taskhub.users import service as user_service
 from taskhub.users.models import User
 
 
@@ -39,8 +35,6 @@ class GraphQLContext(BaseContext):
         self.token = token
         self.app: AppContext = get_context(conn)
         self._viewer: asyncio.Future[User] | None = None
-        self.owners: DataLoader[uuid.UUID, User | None] = DataLoader(load_fn=self._load_users)
-        """Users by id, batched: a page of tasks asks for its owners in one statement."""
 
     async def viewer(self) -> User:
         """The authenticated caller (authenticated on first use, once per request).
@@ -59,11 +53,6 @@ class GraphQLContext(BaseContext):
     def write(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work on the primary that commits when the block ends (one per mutation)."""
         return write_unit(self.conn)
-
-    async def _load_users(self, ids: list[uuid.UUID]) -> list[User | None]:
-        async with self.read() as session:
-            found = await user_service.get_many(session, ids)
-        return [found.get(user_id) for user_id in ids]
 
 
 async def graphql_context(conn: Request, token: Annotated[str | None, Depends(bearer)]) -> GraphQLContext:

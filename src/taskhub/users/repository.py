@@ -18,13 +18,6 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
-async def get_many(session: AsyncSession, user_ids: Sequence[uuid.UUID]) -> Sequence[User]:
-    """The users among ``user_ids`` that exist, in no particular order (one statement)."""
-    if not user_ids:
-        return []
-    return (await session.execute(select(User).where(User.id.in_(set(user_ids))))).scalars().all()
-
-
 async def get_for_update(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     """The user with ``user_id``, row-locked (``FOR UPDATE`` on PostgreSQL) for a change, or None."""
     stmt = select(User).where(User.id == user_id).with_for_update()

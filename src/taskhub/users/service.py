@@ -6,7 +6,6 @@ Services flush, never commit: the caller's unit of work commits once.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -314,12 +313,6 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     if user is None:
         raise UserNotFound(f"No user with id {user_id}.")
     return user
-
-
-async def get_many(session: AsyncSession, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, User]:
-    """The users among ``user_ids`` that exist, by id, read in one statement (the GraphQL owner
-    loader batches a page of tasks into one call)."""
-    return {user.id: user for user in await user_repo.get_many(session, user_ids)}
 
 
 async def admin_update(
