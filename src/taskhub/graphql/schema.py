@@ -87,7 +87,8 @@ class PageArguments(BaseModel):
 
 
 def _set(**values: Any) -> dict[str, Any]:
-    """The arguments a client sent (``UNSET`` ones dropped), enums as their REST values."""
+    """The arguments a client sent (``UNSET`` ones dropped), enums as their REST values; an input
+    object's fields are ``vars(input)`` (the inputs name their fields as the REST models do)."""
     return {
         name: value.value if isinstance(value, Enum) else value
         for name, value in values.items()
@@ -246,14 +247,7 @@ class Mutation:
         key = _idempotency_key(idempotency_key)
         data = validate(
             TaskCreate,
-            _set(
-                title=input.title,
-                description=input.description,
-                status=input.status,
-                priority=input.priority,
-                due_date=input.due_date,
-                tags=input.tags,
-            ),
+            _set(**vars(input)),
             loc=["input"],
         )
         app = info.context.app
@@ -281,14 +275,7 @@ class Mutation:
         task_id = _task_id(id)
         changes = validate(
             TaskUpdate,
-            _set(
-                title=input.title,
-                description=input.description,
-                status=input.status,
-                priority=input.priority,
-                due_date=input.due_date,
-                tags=input.tags,
-            ),
+            _set(**vars(input)),
             loc=["input"],
         ).model_dump(exclude_unset=True)
         return await _update(info, actor=user, task_id=task_id, changes=changes, expected_version=expected_version)
