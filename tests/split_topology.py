@@ -1,6 +1,6 @@
 """The split deployment as real processes, for the ``split`` backend (``tests/conftest.py``) and
 ``tests/split/``: ``taskhub serve --service`` with one auth, one users, two tasks and one
-notifications instance, and nginx from ``deploy/nginx/split.conf.tmpl`` in front, on one PostgreSQL database and one
+notifications instance, and nginx from ``deploy/nginx/split.conf.tmpl`` (rendered by ``deploy/fleet/fleet.py``) in front, on one PostgreSQL database and one
 Redis database. Tokens are EdDSA: the auth service signs with the key-set file, the others verify
 with its JWKS (``TASKHUB_JWT_JWKS_URL``).
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import string
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -21,13 +20,13 @@ from pathlib import Path
 import httpx
 
 from taskhub.core.keys import ensure_key_set
+from tests.fleet import fleet
 from tests.servers import ServerProcess, free_port, serve
 
-TEMPLATE = Path(__file__).parent.parent / "deploy" / "nginx" / "split.conf.tmpl"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-#: Instances per service (the issue's topology).
-SHAPE = {"auth": 1, "users": 1, "tasks": 2, "notifications": 1}
+#: Instances per service (the issue's topology): the same shape as ``make fleet SPLIT=1``.
+SHAPE = fleet.SPLIT_SHAPE
 
 #: Seconds the verifiers use a fetched JWKS, and the least seconds between unknown-kid refetches:
 #: long enough that a test's burst of unknown kids is answered by exactly one fetch per instance.
@@ -36,23 +35,6 @@ JWKS_REFETCH_INTERVAL = 30
 
 #: Seconds one service may take to answer /health (the machine's other work slows imports down).
 START_TIMEOUT = 60.0
-
-
-def render_gateway(listen: str, servers: dict[str, list[str]], run_dir: Path) -> str:
-    """``split.conf.tmpl`` with this topology's addresses (``host:port`` per service)."""
-
-    def lines(service: str) -> str:
-        return "\n        ".join(f"server {address} max_fails=0;" for address in servers[service])
-
-    return string.Template(TEMPLATE.read_text()).safe_substitute(
-        LISTEN=listen,
-        AUTH_SERVERS=lines("auth"),
-        USERS_SERVERS=lines("users"),
-        TASKS_SERVERS=lines("tasks"),
-        NOTIFICATIONS_SERVERS=lines("notifications"),
-        PID_FILE=str(run_dir / "nginx.pid"),
-        TEMP_DIR=str(run_dir / "tmp"),
-    )
 
 
 @dataclass
@@ -84,7 +66,15 @@ def start_gateway(servers: dict[str, list[str]], run_dir: Path) -> Gateway:
     (run_dir / "tmp").mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = run_dir / "nginx.conf"
-    conf.write_text(render_gateway(f"127.0.0.1:{port}", servers, run_dir))
+    conf.write_text(
+        fleet.render_split_nginx(
+            servers,
+            listen=f"127.0.0.1:{port}",
+            pid_file=str(run_dir / "nginx.pid"),
+            temp_dir=str(run_dir / "tmp"),
+            server_options="max_fails=0",  # a test stops services on purpose: never mark one down
+        )
+    )
     error_log = run_dir / "error.log"
     proc = subprocess.Popen(
         [NGINX, "-p", str(run_dir), "-c", str(conf), "-e", str(error_log), "-g", "daemon off;"],

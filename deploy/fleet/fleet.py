@@ -164,7 +164,14 @@ def render_nginx(
     return _PLACEHOLDER.sub(fill, NGINX_TEMPLATE.read_text())
 
 
-def render_split_nginx(servers: dict[str, list[str]], *, listen: str, pid_file: str, temp_dir: str) -> str:
+def render_split_nginx(
+    servers: dict[str, list[str]],
+    *,
+    listen: str,
+    pid_file: str,
+    temp_dir: str,
+    server_options: str = "max_fails=1 fail_timeout=5s",
+) -> str:
     """deploy/nginx/split.conf.tmpl with its ``${NAME}`` placeholders filled in (nginx's own
     ``$variables`` stay as they are).
 
@@ -172,6 +179,7 @@ def render_split_nginx(servers: dict[str, list[str]], *, listen: str, pid_file: 
         servers: ``host:port`` of each instance, per service (every key of ``SPLIT_SHAPE``).
         listen: nginx's ``listen`` argument.
         pid_file, temp_dir: nginx's PID file and a writable directory for its temporary files.
+        server_options: the parameters of each ``server`` line (tests turn failure counting off).
 
     Raises:
         ValueError: a service of ``SPLIT_SHAPE`` has no instance, or a placeholder of the template
@@ -182,7 +190,7 @@ def render_split_nginx(servers: dict[str, list[str]], *, listen: str, pid_file: 
         if not servers.get(service):
             raise ValueError(f"split mode needs at least one {service} instance")
         values[f"{service.upper()}_SERVERS"] = "\n        ".join(
-            f"server {address} max_fails=1 fail_timeout=5s;" for address in servers[service]
+            f"server {address} {server_options};" for address in servers[service]
         )
     rendered = string.Template(SPLIT_TEMPLATE.read_text()).safe_substitute(values)
     if left := re.findall(r"\$\{([A-Z_]+)\}", rendered):
