@@ -131,7 +131,6 @@ async function saveEmail(form, msg) {
       $("account-email").focus();
       return;
     }
-    if (err.status === 401) return;
     refused(err, form, msg, { email });
   }
 }
